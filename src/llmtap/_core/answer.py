@@ -1,0 +1,233 @@
+"""What an answer said: usage, finish reasons, ids and stream timing.
+
+One accumulator serves streamed (SSE) and whole JSON answers of the chat,
+completions, embeddings and Responses APIs. It never sums usage across chunks
+and never estimates: usage is the last non-null ``usage`` object seen
+(TELEMETRY.md), and a stream is complete only once its terminal event passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+_EVENT_END = b"\n\n"
+# Responses API events that carry the response object.
+_RESPONSE_EVENTS = ("response.created", "response.in_progress", "response.completed")
+_RESPONSE_TERMINAL = "response.completed"
+_RESPONSE_FAILURES = ("response.failed", "error")
+
+
+@dataclass(slots=True)
+class AnswerFacts:
+    """Facts about one answer, filled as it arrives."""
+
+    response_id: str | None = None
+    response_model: str | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+    usage: dict[str, Any] | None = None
+    finish_reasons: dict[int, str] = field(default_factory=dict)
+    choices: set[int] = field(default_factory=set)
+    first_token_at: float | None = None
+    last_token_at: float | None = None
+    terminal: bool = False
+    error: str | None = None
+    events: int = 0
+    outputs: dict[int, list[str]] = field(default_factory=dict)
+
+    def ordered_finish_reasons(self) -> list[str]:
+        """One reason per choice, in index order; a choice that never finished is ``error``."""
+        indices = sorted(self.choices | set(self.finish_reasons))
+        return [self.finish_reasons.get(i, "error") for i in indices]
+
+
+class AnswerAccumulator:
+    """Feed it the decoded bytes of an answer; read :attr:`facts` at any time."""
+
+    __slots__ = ("_buffer", "_stream", "facts")
+
+    def __init__(self, stream: bool) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self.facts = AnswerFacts()
+
+    def feed(self, data: bytes, now: float) -> None:
+        if not self._stream:
+            self._buffer += data
+            return
+        buffer = self._buffer + data
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        start = 0
+        while (end := buffer.find(_EVENT_END, start)) >= 0:
+            self._event(buffer[start:end], now)
+            start = end + 2
+        self._buffer = buffer[start:]
+
+    def end_of_body(self, now: float) -> None:
+        """The body ended cleanly: parse a whole JSON answer, or a stream's last event."""
+        if not self._stream:
+            self._absorb_document()
+        elif self._buffer.strip():
+            self._event(self._buffer, now)
+            self._buffer = b""
+
+    def complete(self, ended: bool) -> bool:
+        """Whether the answer is whole and may be stored.
+
+        A stream is whole once its terminal event passed, or, with no ``[DONE]``,
+        at a clean end of the body after every choice finished (API.md).
+        """
+        facts = self.facts
+        if facts.error is not None:
+            return False
+        if not self._stream:
+            return ended and facts.events == 1
+        if facts.terminal:
+            return True
+        finished = bool(facts.choices) and facts.choices <= set(facts.finish_reasons)
+        return ended and finished
+
+    def _absorb_document(self) -> None:
+        try:
+            obj = orjson.loads(self._buffer)
+        except orjson.JSONDecodeError:
+            self.facts.error = "invalid_json"
+            return
+        self._buffer = b""
+        if not isinstance(obj, dict):
+            self.facts.error = "invalid_json"
+            return
+        self.facts.events = 1
+        if obj.get("object") == "response":
+            self._absorb_response(obj)
+        else:
+            self._absorb(obj, None)
+
+    def _event(self, raw: bytes, now: float) -> None:
+        kind = b""
+        data: list[bytes] = []
+        for line in raw.split(b"\n"):
+            if line.startswith(b"data:"):
+                data.append(line[5:].removeprefix(b" "))
+            elif line.startswith(b"event:"):
+                kind = line[6:].strip()
+        if not data:
+            return
+        payload = b"\n".join(data)
+        self.facts.events += 1
+        if payload.strip() == b"[DONE]":
+            self.facts.terminal = True
+            return
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.facts.error = "invalid_sse_data"
+            return
+        if not isinstance(obj, dict):
+            return
+        event_type = obj.get("type") or kind.decode("utf-8", "replace")
+        if isinstance(event_type, str) and event_type.startswith("response."):
+            self._responses_event(event_type, obj, now)
+        elif obj.get("error") or event_type == "error":
+            self.facts.error = _error_message(obj)
+        else:
+            self._absorb(obj, now)
+
+    def _absorb(self, obj: dict[str, Any], now: float | None) -> None:
+        facts = self.facts
+        facts.response_id = obj.get("id") or facts.response_id
+        facts.response_model = obj.get("model") or facts.response_model
+        facts.system_fingerprint = obj.get("system_fingerprint") or facts.system_fingerprint
+        facts.service_tier = obj.get("service_tier") or facts.service_tier
+        if obj.get("usage") is not None:
+            facts.usage = obj["usage"]
+        for choice in obj.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index", 0)
+            facts.choices.add(index)
+            if choice.get("finish_reason"):
+                facts.finish_reasons[index] = choice["finish_reason"]
+            text = _choice_text(choice)
+            if text is not None:
+                facts.outputs.setdefault(index, []).append(text)
+            if now is not None and _has_token(choice):
+                facts.first_token_at = facts.first_token_at or now
+                facts.last_token_at = now
+
+    def _responses_event(self, event_type: str, obj: dict[str, Any], now: float) -> None:
+        facts = self.facts
+        if event_type.endswith(".delta"):
+            facts.first_token_at = facts.first_token_at or now
+            facts.last_token_at = now
+            delta = obj.get("delta")
+            if event_type == "response.output_text.delta" and isinstance(delta, str):
+                facts.outputs.setdefault(0, []).append(delta)
+        if event_type in _RESPONSE_EVENTS and isinstance(obj.get("response"), dict):
+            self._absorb_response(obj["response"])
+        if event_type == _RESPONSE_TERMINAL:
+            facts.terminal = True
+        elif event_type in _RESPONSE_FAILURES:
+            facts.error = _error_message(obj.get("response") or obj)
+
+    def _absorb_response(self, response: dict[str, Any]) -> None:
+        facts = self.facts
+        facts.response_id = response.get("id") or facts.response_id
+        facts.response_model = response.get("model") or facts.response_model
+        facts.service_tier = response.get("service_tier") or facts.service_tier
+        if response.get("usage") is not None:
+            facts.usage = response["usage"]
+        status = response.get("status")
+        if status in ("completed", "incomplete"):
+            facts.choices.add(0)
+            facts.finish_reasons[0] = _responses_finish_reason(response)
+            if not facts.outputs:
+                text = _response_text(response)
+                if text:
+                    facts.outputs[0] = [text]
+
+
+def _error_message(obj: dict[str, Any]) -> str:
+    error = obj.get("error")
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("type") or "error")
+    return str(error or obj.get("message") or "error")
+
+
+def _choice_text(choice: dict[str, Any]) -> str | None:
+    delta = choice.get("delta") or choice.get("message")
+    if isinstance(delta, dict):
+        content = delta.get("content")
+        return content if isinstance(content, str) else None
+    text = choice.get("text")
+    return text if isinstance(text, str) else None
+
+
+def _has_token(choice: dict[str, Any]) -> bool:
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        return bool(delta.get("content") or delta.get("tool_calls") or delta.get("refusal"))
+    return bool(choice.get("text"))
+
+
+def _responses_finish_reason(response: dict[str, Any]) -> str:
+    if response.get("status") == "completed":
+        output = response.get("output") or []
+        calls = any(isinstance(o, dict) and o.get("type") == "function_call" for o in output)
+        return "tool_calls" if calls else "stop"
+    details = response.get("incomplete_details") or {}
+    reason = details.get("reason") if isinstance(details, dict) else None
+    return "length" if reason == "max_output_tokens" else "content_filter"
+
+
+def _response_text(response: dict[str, Any]) -> str:
+    parts = []
+    for item in response.get("output") or ():
+        for content in (item.get("content") or ()) if isinstance(item, dict) else ():
+            if isinstance(content, dict) and isinstance(content.get("text"), str):
+                parts.append(content["text"])
+    return "".join(parts)

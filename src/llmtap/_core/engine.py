@@ -1,0 +1,243 @@
+"""The call flow shared by all four transports, as a generator of IO effects.
+
+Modelled on httpx's ``Auth.auth_flow``: :meth:`Engine.flow` yields what IO to
+do (:class:`Get`, :class:`Join`, :class:`Scan`, :class:`Send`) and receives the
+results; ``llmtap._transport`` holds the two short drivers, sync and async,
+that perform them. The flow returns a :class:`Reply` saying how to answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import orjson
+
+from llmtap._core.control import HEADER, ControlError, read_control
+from llmtap._core.entry import CacheEntry, EntryError, decode_entry
+from llmtap._core.exchange import Exchange
+from llmtap._core.explain import miss_message, nearest
+from llmtap._core.key import hash_material, key_material
+from llmtap._core.observe import CallRecord, NullTelemetry, Telemetry
+from llmtap._core.policy import decide
+from llmtap._core.request import LLMCall, parse_body
+
+log = logging.getLogger("llmtap")
+
+
+class Get(NamedTuple):
+    """Read ``key`` from the store; the driver sends back the bytes or ``None``."""
+
+    key: str
+
+
+class Join(NamedTuple):
+    """Single flight on ``key``: the driver sends back ``None`` if this call leads,
+    or waits for the leader and sends back ``False``. A leader's ``release``
+    callback is registered on the exchange."""
+
+    key: str
+    exchange: Exchange
+
+
+class Scan(NamedTuple):
+    """List stored ``(key, entry bytes)``; used only to explain a replay miss."""
+
+
+class Send(NamedTuple):
+    """Forward the request upstream; the driver sends back ``(status, headers)``."""
+
+
+@dataclass(slots=True)
+class Reply:
+    """How to answer: ``tap`` upstream's answer, serve a stored ``entry``, or ``refuse``."""
+
+    kind: str
+    exchange: Exchange | None = None
+    entry: CacheEntry | None = None
+    status: int = 0
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """The parts of an HTTP request the core reads, library-agnostic."""
+
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes
+    extensions: Any
+
+
+def error_body(kind: str, message: str) -> bytes:
+    """An OpenAI-style error document, which every OpenAI SDK turns into an APIError."""
+    return orjson.dumps({"error": {"type": kind, "message": message, "param": None, "code": kind}})
+
+
+class Engine:
+    """Settings of one transport, and the flow every call through it follows."""
+
+    def __init__(
+        self,
+        *,
+        mode: str,
+        cache_when: Callable[[dict[str, Any]], bool],
+        key_ignore: Iterable[str],
+        namespace: str,
+        ttl: float | None,
+        has_store: bool,
+        telemetry: Telemetry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.mode = mode if has_store else "off"
+        self.cache_when = cache_when
+        self.key_ignore = frozenset(key_ignore)
+        self.namespace = namespace
+        self.ttl = ttl
+        self.telemetry: Telemetry = telemetry or NullTelemetry()
+        self.clock = clock
+        self._warned: set[str] = set()
+
+    def describe(self, facts: RequestFacts, operation: str) -> LLMCall | None:
+        body = parse_body(facts.body)
+        if body is None:
+            return None
+        return LLMCall(
+            operation=operation,
+            method=facts.method,
+            scheme=facts.scheme,
+            host=facts.host,
+            port=facts.port,
+            path=facts.path,
+            query=facts.query,
+            body=body,
+            raw_body=facts.body,
+            headers=facts.headers,
+        )
+
+    def flow(self, facts: RequestFacts, call: LLMCall) -> Generator[Any, Any, Reply]:
+        try:
+            control = read_control(facts.headers.get(HEADER), facts.extensions)
+        except ControlError as exc:
+            body = error_body("llmtap_invalid_cache_control", str(exc))
+            return Reply("refuse", status=400, body=body)
+        cacheable = self._cacheable(call)
+        decision = decide(self.mode, cacheable, control)
+        key = material = None
+        if decision.keyed:
+            namespace = control.namespace if control.namespace is not None else self.namespace
+            material = key_material(call, namespace, self.key_ignore)
+            key = hash_material(material)
+        observation = self.telemetry.begin(call, self.clock())
+        exchange = Exchange(
+            call, control, decision, key, material, observation, self.clock, self.ttl
+        )
+        if key is not None and (decision.read or decision.offline):
+            entry = self.accept((yield Get(key)), exchange) if decision.read else None
+            leads = entry is not None or not decision.write or decision.offline
+            if not leads and (yield Join(key, exchange)) is False:
+                entry = self.accept((yield Get(key)), exchange)
+            if entry is not None:
+                return self.hit(exchange, entry)
+        if decision.offline:
+            return (yield from self._refuse_offline(exchange, cacheable))
+        if key is not None and decision.write and not decision.read:
+            previous = self.accept((yield Get(key)), None)
+            exchange.old_fingerprint = previous.system_fingerprint if previous else None
+        try:
+            status, headers = yield Send()
+        except BaseException as exc:
+            exchange.fail(exc)
+            raise
+        exchange.begin_answer(status, headers)
+        return Reply("tap", exchange=exchange)
+
+    def _cacheable(self, call: LLMCall) -> bool:
+        try:
+            return bool(self.cache_when(call.body))
+        except Exception as exc:
+            self.warn_once("cache_when", f"llmtap: cache_when raised {exc!r}; not caching")
+            return False
+
+    def accept(self, raw: bytes | None, exchange: Exchange | None) -> CacheEntry | None:
+        """A stored value as an entry, or ``None`` if absent, expired or unreadable."""
+        if raw is None:
+            return None
+        try:
+            entry = decode_entry(raw)
+        except EntryError as exc:
+            self.warn_once("corrupt", f"llmtap: ignoring an unreadable cache entry ({exc})")
+            self.telemetry.cache_error("entry", "get")
+            return None
+        if entry.expired(self.clock()):
+            return None
+        return entry
+
+    def hit(self, exchange: Exchange, entry: CacheEntry) -> Reply:
+        exchange.cache = "hit"
+        exchange.status = entry.status
+        now = self.clock()
+        record = CallRecord(
+            call=exchange.call,
+            cache="hit",
+            key=exchange.key,
+            started_at=exchange.started_at,
+            ended_at=now,
+            status=entry.status,
+            entry_age=max(0.0, now - entry.created_at),
+            saved_usage=entry.usage,
+        )
+        exchange._done = True
+        exchange._report(record)
+        return Reply("hit", exchange=exchange, entry=entry)
+
+    def _refuse_offline(self, exchange: Exchange, cacheable: bool) -> Generator[Any, Any, Reply]:
+        call = exchange.call
+        if not cacheable:
+            reason = "cache_when excludes it, so it can never be replayed"
+        elif not exchange.decision.read:
+            reason = f"the request asked for {exchange.control.directive!r}"
+        else:
+            reason = "it was never recorded"
+        near = None
+        if exchange.material is not None:
+            stored = yield Scan()
+            near = nearest(exchange.material, self._materials(stored))
+        message = miss_message(self.mode, exchange.key, call.operation, call.model, reason, near)
+        exchange.fail(LookupError(message))
+        return Reply(
+            "refuse", exchange=exchange, status=404, body=error_body("llmtap_cache_miss", message)
+        )
+
+    def _materials(
+        self, stored: Iterable[tuple[str, bytes]]
+    ) -> Iterable[tuple[str, dict[str, Any]]]:
+        for key, raw in stored:
+            try:
+                yield key, decode_entry(raw).key_material
+            except EntryError:
+                continue
+
+    def warn_once(self, topic: str, message: str) -> None:
+        if topic not in self._warned:
+            self._warned.add(topic)
+            log.warning(message)
+
+    def store_failed(self, backend: str, op: str, exc: BaseException) -> None:
+        """A backend failed: count it, warn once per outage, and carry on without it."""
+        self.telemetry.cache_error(backend, op)
+        self.warn_once(
+            f"backend:{op}",
+            f"llmtap: cache {op} on {backend} failed ({exc!r}); the call goes on without the cache",
+        )
+
+    def store_recovered(self, op: str) -> None:
+        self._warned.discard(f"backend:{op}")

@@ -1,0 +1,266 @@
+"""One intercepted call from request to stored answer: the pure state machine.
+
+The drivers (``llmtap._transport``) feed it upstream's chunks and do what it
+asks. It decides what is complete, what is stored and what is reported, and
+guarantees the report happens exactly once whichever way the call ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from llmtap._core.answer import AnswerAccumulator
+from llmtap._core.control import CacheControl
+from llmtap._core.decode import Decoder, UnsupportedEncoding
+from llmtap._core.entry import CacheEntry, allowed_headers, encode_entry
+from llmtap._core.observe import CallRecord, Observation
+from llmtap._core.policy import Decision
+from llmtap._core.request import LLMCall
+
+log = logging.getLogger("llmtap")
+
+_EVENT_STREAM = "text/event-stream"
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    # httpx and httpx2 raise from private submodules; report the public name.
+    root = module.split(".")[0]
+    if root in ("httpx", "httpx2") or module.startswith("asyncio"):
+        module = root
+    return f"{module}.{cls.__qualname__}" if module != "builtins" else cls.__qualname__
+
+
+class Exchange:
+    """A cacheable or observed call in flight."""
+
+    __slots__ = (
+        "_accumulator",
+        "_chunks",
+        "_decoded",
+        "_decoder",
+        "_done",
+        "_on_settled",
+        "_storable",
+        "cache",
+        "call",
+        "clock",
+        "control",
+        "decision",
+        "key",
+        "material",
+        "observation",
+        "old_fingerprint",
+        "started_at",
+        "status",
+        "ttl",
+        "upstream_headers",
+    )
+
+    def __init__(
+        self,
+        call: LLMCall,
+        control: CacheControl,
+        decision: Decision,
+        key: str | None,
+        material: dict[str, Any] | None,
+        observation: Observation,
+        clock: Callable[[], float],
+        ttl: float | None,
+    ) -> None:
+        self.call = call
+        self.control = control
+        self.decision = decision
+        self.key = key
+        self.material = material
+        self.observation = observation
+        self.clock = clock
+        self.ttl = ttl
+        self.started_at = clock()
+        self.cache = "miss" if decision.keyed else "bypass"
+        self.status: int | None = None
+        self.upstream_headers: list[tuple[str, str]] = []
+        self.old_fingerprint: str | None = None
+        self._accumulator: AnswerAccumulator | None = None
+        self._decoder: Decoder | None = None
+        self._decoded: list[bytes] = []
+        self._chunks: list[int] = []
+        self._storable = False
+        self._done = False
+        self._on_settled: list[Callable[[], None]] = []
+
+    # -- the upstream answer -------------------------------------------------
+
+    def begin_answer(self, status: int, headers: list[tuple[str, str]]) -> None:
+        """Upstream answered with ``status``; its body follows through :meth:`feed`."""
+        self.status = status
+        self.upstream_headers = headers
+        content_type = ""
+        encoding = None
+        for name, value in headers:
+            lower = name.lower()
+            if lower == "content-type":
+                content_type = value
+            elif lower == "content-encoding":
+                encoding = value
+        self._accumulator = AnswerAccumulator(_EVENT_STREAM in content_type)
+        self._storable = self.decision.write and 200 <= status < 300
+        try:
+            self._decoder = Decoder(encoding) if encoding else None
+        except UnsupportedEncoding as exc:
+            log.debug("llmtap: not storing an answer with content-encoding %s", exc)
+            self._storable = False
+
+    @property
+    def is_stream(self) -> bool:
+        return self._accumulator is not None and self._accumulator._stream
+
+    def feed(self, chunk: bytes) -> None:
+        """One chunk of upstream's body, as handed to the caller."""
+        accumulator = self._accumulator
+        if accumulator is None or self._done:
+            return
+        if self._decoder is not None:
+            try:
+                chunk = self._decoder.decode(chunk)
+            except (zlib.error, OSError, ValueError, Exception) as exc:
+                log.debug("llmtap: could not decode upstream body: %r", exc)
+                self._decoder = None
+                self._storable = False
+                return
+        if self._storable:
+            self._decoded.append(chunk)
+            self._chunks.append(len(chunk))
+        accumulator.feed(chunk, self.clock())
+
+    # -- endings ---------------------------------------------------------------
+
+    def finish(self, ended: bool, error: BaseException | None = None) -> CacheEntry | None:
+        """End the call once: report it, and return the entry to store if it is whole.
+
+        ``ended`` means the body was read to its end without error; a caller
+        closing early passes ``False``.
+        """
+        if self._done:
+            return None
+        self._done = True
+        now = self.clock()
+        accumulator = self._accumulator
+        if accumulator is not None and ended and error is None:
+            if self._decoder is not None:
+                try:
+                    tail = self._decoder.flush()
+                except Exception:
+                    tail, self._storable = b"", False
+                if tail:
+                    self._decoded.append(tail)
+                    self._chunks.append(len(tail))
+                    accumulator.feed(tail, now)
+            accumulator.end_of_body(now)
+        complete = accumulator is not None and accumulator.complete(ended and error is None)
+        record = self._record(now, complete, error, ended)
+        self._report(record)
+        if not (complete and self._storable and self.key is not None):
+            return None
+        return self._entry(now)
+
+    def fail(self, error: BaseException) -> None:
+        """The call failed before any answer (connect error, timeout, cancellation)."""
+        if self._done:
+            return
+        self._done = True
+        self._report(self._record(self.clock(), False, error, False))
+        self.settle()
+
+    def on_settled(self, callback: Callable[[], None]) -> None:
+        self._on_settled.append(callback)
+
+    def settle(self) -> None:
+        """The answer is stored (or not): wake single-flight waiters."""
+        callbacks, self._on_settled = self._on_settled, []
+        for callback in callbacks:
+            callback()
+
+    def _record(
+        self, now: float, complete: bool, error: BaseException | None, ended: bool
+    ) -> CallRecord:
+        facts = self._accumulator.facts if self._accumulator is not None else None
+        record = CallRecord(
+            call=self.call,
+            cache=self.cache,
+            key=self.key,
+            started_at=self.started_at,
+            ended_at=now,
+            status=self.status,
+            facts=facts,
+        )
+        if error is not None:
+            record.error = error
+            if isinstance(error, GeneratorExit):
+                record.outcome = "cancelled"
+            elif self.status is not None and 200 <= self.status < 300:
+                record.outcome, record.error_type = "error", "stream_interrupted"
+            else:
+                record.outcome, record.error_type = _outcome_of(error)
+        elif self.status is not None and self.status >= 400:
+            record.outcome, record.error_type = "error", str(self.status)
+        elif facts is not None and facts.error is not None and self.is_stream:
+            record.outcome, record.error_type = "error", "stream_interrupted"
+        elif not complete and not ended:
+            record.outcome = "cancelled"
+        elif not complete and self.is_stream:
+            record.outcome, record.error_type = "error", "stream_interrupted"
+        return record
+
+    def _report(self, record: CallRecord) -> None:
+        try:
+            self.observation.end(record)
+        except Exception:  # telemetry never fails the call
+            log.warning("llmtap: telemetry failed", exc_info=True)
+
+    def _entry(self, now: float) -> CacheEntry:
+        facts = self._accumulator.facts if self._accumulator is not None else None
+        fingerprint = facts.system_fingerprint if facts is not None else None
+        if self.old_fingerprint and fingerprint and fingerprint != self.old_fingerprint:
+            log.warning(
+                "llmtap: system_fingerprint changed from %s to %s for key %s: "
+                "the provider's backend changed since this answer was recorded",
+                self.old_fingerprint,
+                fingerprint,
+                self.key,
+            )
+        ttl = self.control.ttl if self.control.ttl is not None else self.ttl
+        call = self.call
+        return CacheEntry(
+            status=self.status or 200,
+            headers=allowed_headers(self.upstream_headers),
+            body=b"".join(self._decoded),
+            created_at=now,
+            chunks=self._chunks if self.is_stream else None,
+            expires_at=None if ttl is None else now + ttl,
+            system_fingerprint=fingerprint,
+            summary={
+                "operation": call.operation,
+                "api": call.api_type,
+                "host": call.host,
+                "path": call.path,
+                "model": call.model,
+                "stream": call.stream,
+            },
+            key_material=self.material or {},
+            usage=facts.usage if facts is not None else None,
+        )
+
+
+def _outcome_of(error: BaseException) -> tuple[str, str]:
+    if isinstance(error, Exception):
+        return "error", _error_type(error)
+    return "cancelled", _error_type(error)
+
+
+def encode_for_store(entry: CacheEntry) -> bytes:
+    return encode_entry(entry)

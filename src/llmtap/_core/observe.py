@@ -1,0 +1,62 @@
+"""The seam between the core and telemetry.
+
+The core reports each intercepted call once, as a :class:`CallRecord`, through
+an :class:`Observation` begun when the call starts (so a span can start then
+and carry sampling attributes). The null implementation costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from llmtap._core.answer import AnswerFacts
+from llmtap._core.request import LLMCall
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """Everything known about one call when it ends."""
+
+    call: LLMCall
+    cache: str
+    key: str | None
+    started_at: float
+    ended_at: float
+    status: int | None = None
+    facts: AnswerFacts | None = None
+    outcome: str = "success"
+    error_type: str | None = None
+    error: BaseException | None = None
+    entry_age: float | None = None
+    saved_usage: dict[str, Any] | None = None
+    resend_count: int | None = None
+
+
+class Observation(Protocol):
+    def end(self, record: CallRecord) -> None: ...
+
+
+class Telemetry(Protocol):
+    def begin(self, call: LLMCall, now: float) -> Observation: ...
+
+    def cache_error(self, backend: str, op: str) -> None: ...
+
+
+class _NullObservation:
+    __slots__ = ()
+
+    def end(self, record: CallRecord) -> None:
+        pass
+
+
+class NullTelemetry:
+    """No spans, no metrics."""
+
+    _observation = _NullObservation()
+
+    def begin(self, call: LLMCall, now: float) -> Observation:
+        return self._observation
+
+    def cache_error(self, backend: str, op: str) -> None:
+        pass

@@ -1,0 +1,75 @@
+"""Which requests are LLM calls, and what they ask for.
+
+API.md "What is intercepted": a POST whose path ends in one of the OpenAI
+endpoint suffixes, under any prefix. Everything else is decided on the method
+and the path alone, so pass-through traffic is never parsed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+# Longest suffix first: "/chat/completions" also ends in "/completions".
+_OPERATIONS: tuple[tuple[str, str], ...] = (
+    ("/chat/completions", "chat"),
+    ("/embeddings", "embeddings"),
+    ("/completions", "text_completion"),
+    ("/responses", "chat"),
+)
+
+
+def classify(method: str, path: str) -> str | None:
+    """The GenAI operation name for an intercepted endpoint, or ``None`` to pass through."""
+    if method != "POST":
+        return None
+    path = path.rstrip("/")
+    for suffix, operation in _OPERATIONS:
+        if path.endswith(suffix):
+            return operation
+    return None
+
+
+def parse_body(raw: bytes) -> dict[str, Any] | None:
+    """The request body as a JSON object, or ``None`` when it is anything else.
+
+    Invalid JSON, invalid UTF-8, NaN, nesting deeper than orjson allows and
+    non-object documents all make the call a plain pass-through.
+    """
+    try:
+        body = orjson.loads(raw)
+    except (orjson.JSONDecodeError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+@dataclass(slots=True)
+class LLMCall:
+    """One intercepted call, as the core sees it."""
+
+    operation: str
+    method: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    query: list[tuple[str, str]]
+    body: dict[str, Any]
+    raw_body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str | None:
+        model = self.body.get("model")
+        return model if isinstance(model, str) else None
+
+    @property
+    def stream(self) -> bool:
+        return self.body.get("stream") is True
+
+    @property
+    def api_type(self) -> str:
+        """``responses`` for the Responses API, else the operation's own API."""
+        return "responses" if self.path.rstrip("/").endswith("/responses") else self.operation

@@ -1,0 +1,139 @@
+"""Response bodies: the tee that passes upstream's chunks through, and the replay of a hit.
+
+The tee hands the caller every chunk unchanged and at once (no buffering, no
+re-chunking), feeds a copy to the exchange, and ends the exchange exactly once:
+at the end of the body, on an error, or when the caller closes the response.
+httpx and httpx2 each check that a body is their own ``SyncByteStream`` /
+``AsyncByteStream``, so :func:`stream_types` mixes these shells into each
+library's base classes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from llmtap._core.entry import CacheEntry
+from llmtap._core.exchange import Exchange
+
+
+class SyncTee:
+    def __init__(
+        self, inner: Iterable[bytes], exchange: Exchange, store: Callable[[str, CacheEntry], None]
+    ) -> None:
+        self._inner = inner
+        self._exchange = exchange
+        self._store = store
+
+    def __iter__(self) -> Iterator[bytes]:
+        exchange = self._exchange
+        try:
+            for chunk in self._inner:
+                exchange.feed(chunk)
+                yield chunk
+        except GeneratorExit:
+            self._end(False, None)
+            raise
+        except BaseException as exc:
+            self._end(False, exc)
+            raise
+        self._end(True, None)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._end(False, None)
+
+    def _end(self, ended: bool, error: BaseException | None) -> None:
+        entry = self._exchange.finish(ended, error)
+        try:
+            if entry is not None and self._exchange.key is not None:
+                self._store(self._exchange.key, entry)
+        finally:
+            self._exchange.settle()
+
+
+class AsyncTee:
+    def __init__(
+        self,
+        inner: AsyncIterable[bytes],
+        exchange: Exchange,
+        store: Callable[[str, CacheEntry], Awaitable[None]],
+    ) -> None:
+        self._inner = inner
+        self._exchange = exchange
+        self._store = store
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        exchange = self._exchange
+        try:
+            async for chunk in self._inner:
+                exchange.feed(chunk)
+                yield chunk
+        except GeneratorExit:
+            await self._end(False, None)
+            raise
+        except BaseException as exc:
+            await self._end(False, exc)
+            raise
+        await self._end(True, None)
+
+    async def aclose(self) -> None:
+        try:
+            aclose = getattr(self._inner, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            await self._end(False, None)
+
+    async def _end(self, ended: bool, error: BaseException | None) -> None:
+        entry = self._exchange.finish(ended, error)
+        try:
+            if entry is not None and self._exchange.key is not None:
+                await self._store(self._exchange.key, entry)
+        finally:
+            self._exchange.settle()
+
+
+class Replay:
+    """A stored answer, served chunk by chunk as it was recorded."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class StreamTypes:
+    tee: Any
+    async_tee: Any
+    replay: Any
+
+
+@functools.cache
+def stream_types(lib: ModuleType) -> StreamTypes:
+    """The three body classes, made subclasses of ``lib``'s own stream bases."""
+    sync_base, async_base = lib.SyncByteStream, lib.AsyncByteStream
+    return StreamTypes(
+        tee=type("TeeStream", (SyncTee, sync_base), {}),
+        async_tee=type("AsyncTeeStream", (AsyncTee, async_base), {}),
+        replay=type("ReplayStream", (Replay, sync_base, async_base), {}),
+    )

@@ -1,0 +1,298 @@
+"""The four transports' shared body: settings, the two flow drivers, and answers.
+
+``llmtap.httpx`` and ``llmtap.httpx2`` subclass :class:`SyncDriver` /
+:class:`AsyncDriver` together with their library's base transport and name the
+library in ``_lib``; httpx and httpx2 share the transport API, so nothing here
+is written once per library. The two drivers differ only in ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Generator, Iterable
+from types import ModuleType
+from typing import Any, ClassVar
+
+from llmtap._core.control import HEADER, HEADER_PREFIX
+from llmtap._core.engine import Engine, Get, Join, Reply, RequestFacts, Scan, Send
+from llmtap._core.entry import CacheEntry, encode_entry
+from llmtap._core.exchange import Exchange
+from llmtap._core.key import DEFAULT_KEY_IGNORE
+from llmtap._core.policy import CacheWhen, resolve_cache_when, resolve_mode
+from llmtap._core.request import classify
+from llmtap._flight import FlightTable
+from llmtap._streams import stream_types
+from llmtap.cache.base import CacheBackend
+from llmtap.cache.disk import DiskCache
+
+_DEFAULT: Any = object()
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_RETRY_HEADER = "x-stainless-retry-count"
+
+
+def _strip_control(headers: Any) -> str | None:
+    """Remove every ``x-llmtap-*`` header; return the cache control value if any."""
+    control = None
+    names = [name for name in headers if name.startswith(HEADER_PREFIX)]
+    if names:
+        control = headers.get(HEADER)
+        for name in names:
+            del headers[name]
+    return control
+
+
+def _check_settings(namespace: object, ttl: object) -> None:
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a str, got {namespace!r}")
+    if ttl is not None and (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or not math.isfinite(ttl)
+        or ttl <= 0
+    ):
+        raise ValueError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+
+
+class TransportCore:
+    """Construction and the library-agnostic steps around a flow."""
+
+    _lib: ClassVar[ModuleType]
+
+    def __init__(
+        self,
+        *,
+        transport: Any = None,
+        cache: CacheBackend | None = _DEFAULT,
+        mode: str | None = None,
+        cache_when: CacheWhen = "seeded",
+        key_ignore: Iterable[str] = DEFAULT_KEY_IGNORE,
+        namespace: str = "",
+        ttl: float | None = None,
+        tracer_provider: Any = None,
+        metrics: Any = _DEFAULT,
+        meter_provider: Any = None,
+        capture_content: bool | str | None = None,
+        provider: str | None = None,
+        ensure_stream_usage: bool = False,
+    ) -> None:
+        _check_settings(namespace, ttl)
+        if isinstance(key_ignore, str):
+            raise TypeError("key_ignore must be a collection of field names, not a str")
+        self._inner = transport if transport is not None else self._default_inner()
+        self.cache: CacheBackend | None = DiskCache() if cache is _DEFAULT else cache
+        self._backend_name = getattr(self.cache, "name", type(self.cache).__name__)
+        self.mode = resolve_mode(mode)
+        self._engine = Engine(
+            mode=self.mode,
+            cache_when=resolve_cache_when(cache_when),
+            key_ignore=key_ignore,
+            namespace=namespace,
+            ttl=ttl,
+            has_store=self.cache is not None,
+        )
+        self._flights = FlightTable()
+        self._streams = stream_types(self._lib)
+
+    def _default_inner(self) -> Any:
+        raise NotImplementedError  # pragma: no cover
+
+    def _operation(self, request: Any) -> tuple[str | None, str | None]:
+        """Strip llmtap's headers; the GenAI operation if this is an LLM call, and the
+        cache control header it carried."""
+        control = _strip_control(request.headers)
+        return classify(request.method, request.url.path), control
+
+    def _facts(self, request: Any, control: str | None) -> RequestFacts:
+        url = request.url
+        headers = {}
+        if control is not None:
+            headers[HEADER] = control
+        retries = request.headers.get(_RETRY_HEADER)
+        if retries is not None:
+            headers[_RETRY_HEADER] = retries
+        return RequestFacts(
+            method=request.method,
+            scheme=url.scheme,
+            host=url.host,
+            port=url.port or _DEFAULT_PORTS.get(url.scheme, 0),
+            path=url.path,
+            query=list(url.params.multi_items()),
+            headers=headers,
+            body=request.content,
+            extensions=request.extensions.get("llmtap"),
+        )
+
+    def _begin(
+        self, request: Any, operation: str, control: str | None
+    ) -> Generator[Any, Any, Reply] | None:
+        facts = self._facts(request, control)
+        call = self._engine.describe(facts, operation)
+        return None if call is None else self._engine.flow(facts, call)
+
+    def _answer(self, reply: Reply, upstream: Any, is_async: bool) -> Any:
+        lib, exchange = self._lib, reply.exchange
+        if reply.kind == "tap" and exchange is not None:
+            tee = self._streams.async_tee if is_async else self._streams.tee
+            store = self._astore if is_async else self._store
+            try:
+                # A response that arrives already read (MockTransport, some test doubles)
+                # would never pull its body through the tee: re-wrap its content.
+                body: Any = [upstream.content]
+                upstream = lib.Response(
+                    upstream.status_code,
+                    headers=upstream.headers,
+                    extensions=upstream.extensions,
+                    stream=tee(body, exchange, store),
+                )
+            except lib.ResponseNotRead:
+                upstream.stream = tee(upstream.stream, exchange, store)
+            self._label(upstream, exchange)
+            return upstream
+        if reply.kind == "hit" and exchange is not None and reply.entry is not None:
+            entry = reply.entry
+            headers = list(entry.headers)
+            if not entry.is_stream:
+                headers.append(("content-length", str(len(entry.body))))
+            response = lib.Response(
+                entry.status, headers=headers, stream=self._streams.replay(entry.iter_chunks())
+            )
+            self._label(response, exchange)
+            return response
+        headers = [("content-type", "application/json"), ("x-should-retry", "false")]
+        response = lib.Response(reply.status, headers=headers, content=reply.body)
+        if exchange is not None:
+            self._label(response, exchange)
+        return response
+
+    @staticmethod
+    def _label(response: Any, exchange: Exchange) -> None:
+        response.headers["x-llmtap-cache"] = exchange.cache
+        response.extensions["llmtap_cache"] = exchange.cache
+        if exchange.key is not None:
+            response.headers["x-llmtap-cache-key"] = exchange.key
+            response.extensions["llmtap_cache_key"] = exchange.key
+
+    # -- the store, failing open ------------------------------------------------
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        self._engine.store_failed(self._backend_name, op, exc)
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            value = self.cache.get(key) if self.cache is not None else None
+        except Exception as exc:
+            self._failed("get", exc)
+            return None
+        self._engine.store_recovered("get")
+        return value
+
+    async def _aget(self, key: str) -> bytes | None:
+        try:
+            value = await self.cache.aget(key) if self.cache is not None else None
+        except Exception as exc:
+            self._failed("get", exc)
+            return None
+        self._engine.store_recovered("get")
+        return value
+
+    def _store(self, key: str, entry: CacheEntry) -> None:
+        try:
+            if self.cache is not None:
+                self.cache.set(key, encode_entry(entry), _ttl(entry))
+        except Exception as exc:
+            self._failed("set", exc)
+
+    async def _astore(self, key: str, entry: CacheEntry) -> None:
+        try:
+            if self.cache is not None:
+                await self.cache.aset(key, encode_entry(entry), _ttl(entry))
+        except Exception as exc:
+            self._failed("set", exc)
+
+    def _scan(self) -> list[tuple[str, bytes]]:
+        try:
+            return list(self.cache.iter_entries()) if self.cache is not None else []
+        except Exception as exc:
+            self._failed("scan", exc)
+            return []
+
+
+def _ttl(entry: CacheEntry) -> float | None:
+    return None if entry.expires_at is None else max(1.0, entry.expires_at - entry.created_at)
+
+
+def _head(response: Any) -> tuple[int, list[tuple[str, str]]]:
+    return response.status_code, response.headers.multi_items()
+
+
+class SyncDriver(TransportCore):
+    """``handle_request`` for ``httpx.BaseTransport`` / ``httpx2.BaseTransport``."""
+
+    def handle_request(self, request: Any) -> Any:
+        operation, control = self._operation(request)
+        if operation is None:
+            return self._inner.handle_request(request)
+        request.read()
+        flow = self._begin(request, operation, control)
+        if flow is None:
+            return self._inner.handle_request(request)
+        upstream: Any = None
+        result: Any = None
+        while True:
+            try:
+                effect = flow.send(result)
+            except StopIteration as stop:
+                return self._answer(stop.value, upstream, is_async=False)
+            if type(effect) is Send:
+                try:
+                    upstream = self._inner.handle_request(request)
+                except BaseException as exc:
+                    flow.throw(exc)
+                    raise
+                result = _head(upstream)
+            elif type(effect) is Get:
+                result = self._get(effect.key)
+            elif type(effect) is Join:
+                result = self._flights.join(effect.key, effect.exchange)
+            elif type(effect) is Scan:
+                result = self._scan()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class AsyncDriver(TransportCore):
+    """``handle_async_request`` for ``httpx.AsyncBaseTransport`` / ``httpx2``'s."""
+
+    async def handle_async_request(self, request: Any) -> Any:
+        operation, control = self._operation(request)
+        if operation is None:
+            return await self._inner.handle_async_request(request)
+        await request.aread()
+        flow = self._begin(request, operation, control)
+        if flow is None:
+            return await self._inner.handle_async_request(request)
+        upstream: Any = None
+        result: Any = None
+        while True:
+            try:
+                effect = flow.send(result)
+            except StopIteration as stop:
+                return self._answer(stop.value, upstream, is_async=True)
+            if type(effect) is Send:
+                try:
+                    upstream = await self._inner.handle_async_request(request)
+                except BaseException as exc:
+                    flow.throw(exc)
+                    raise
+                result = _head(upstream)
+            elif type(effect) is Get:
+                result = await self._aget(effect.key)
+            elif type(effect) is Join:
+                result = await self._flights.ajoin(effect.key, effect.exchange)
+            elif type(effect) is Scan:
+                result = await asyncio.to_thread(self._scan)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

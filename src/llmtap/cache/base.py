@@ -1,0 +1,61 @@
+"""The protocol every cache backend satisfies, and the async half for sync stores.
+
+Backends map ``str`` keys to ``bytes`` values and know nothing of entries: the
+entry codec (``llmtap._core.entry``) owns the format, so no backend ever needs
+pickle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class CacheBackend(Protocol):
+    """What a transport needs of a store. ``ttl`` is in seconds, ``None`` for ever."""
+
+    name: str
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    def delete(self, key: str) -> bool: ...
+
+    def iter_entries(self) -> Iterator[tuple[str, bytes]]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def aget(self, key: str) -> bytes | None: ...
+
+    async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+
+def check_value(key: object, value: object) -> None:
+    """Refuse anything but ``str`` keys and ``bytes`` values, which never need pickle."""
+    if not isinstance(key, str):
+        raise TypeError(f"cache keys are str, got {type(key).__name__}")
+    if not isinstance(value, bytes):
+        raise TypeError(f"cache values are bytes, got {type(value).__name__}")
+
+
+class ThreadedAsync:
+    """``aget``/``aset`` for a blocking store: run in a worker thread.
+
+    ``asyncio.to_thread`` copies the caller's contextvars, so the current span
+    stays the parent of anything the store does.
+    """
+
+    def get(self, key: str) -> bytes | None:
+        raise NotImplementedError  # pragma: no cover
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    async def aget(self, key: str) -> bytes | None:
+        return await asyncio.to_thread(self.get, key)
+
+    async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        await asyncio.to_thread(self.set, key, value, ttl)
