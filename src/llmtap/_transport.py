@@ -25,6 +25,7 @@ from llmtap._flight import FlightTable
 from llmtap._streams import stream_types
 from llmtap.cache.base import CacheBackend
 from llmtap.cache.disk import DiskCache
+from llmtap.telemetry import build_telemetry
 
 _DEFAULT: Any = object()
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -90,7 +91,15 @@ class TransportCore:
             namespace=namespace,
             ttl=ttl,
             has_store=self.cache is not None,
+            telemetry=build_telemetry(
+                tracer_provider=tracer_provider,
+                metrics=... if metrics is _DEFAULT else metrics,
+                meter_provider=meter_provider,
+                capture_content=capture_content,
+                provider=provider,
+            ),
         )
+        self.ensure_stream_usage = ensure_stream_usage
         self._flights = FlightTable()
         self._streams = stream_types(self._lib)
 
