@@ -168,8 +168,14 @@ class TransportCore:
             )
             self._label(response, exchange)
             return response
-        headers = [("content-type", "application/json"), ("x-should-retry", "false")]
-        response = lib.Response(reply.status, headers=headers, content=reply.body)
+        headers = [
+            ("content-type", "application/json"),
+            ("content-length", str(len(reply.body))),
+            ("x-should-retry", "false"),
+        ]
+        response = lib.Response(
+            reply.status, headers=headers, stream=self._streams.replay([reply.body])
+        )
         if exchange is not None:
             self._label(response, exchange)
         return response
