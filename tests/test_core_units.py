@@ -1,0 +1,128 @@
+"""Pure core pieces: control parsing, the entry codec, the answer accumulator."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llmtap._core.answer import AnswerAccumulator
+from llmtap._core.control import ControlError, parse_extension, parse_header, read_control
+from llmtap._core.entry import CacheEntry, EntryError, decode_entry, encode_entry
+from llmtap._core.policy import decide, resolve_cache_when, resolve_mode
+
+
+def test_control_header_forms() -> None:
+    c = parse_header("no-store, ttl=60, namespace=tests")
+    assert (c.directive, c.ttl, c.namespace) == ("no-store", 60.0, "tests")
+    assert not parse_header("refresh").read and parse_header("refresh").write
+    assert read_control("no-cache", {"cache": "no-store"}).directive == "no-store"
+    for bad in ("", "forever", "ttl=0", "ttl=inf", "no-cache, refresh", "namespace="):
+        with pytest.raises(ControlError):
+            parse_header(bad)
+    for bad_ext in ({"cache": "x"}, {"ttl": True}, {"other": 1}, ["no-cache"]):
+        with pytest.raises(ControlError):
+            parse_extension(bad_ext)
+
+
+def test_unknown_mode_and_cache_when_fail_at_construction(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="allowed: read_write, read_only, replay, record, off"):
+        resolve_mode("sometimes")
+    monkeypatch.setenv("LLMTAP_MODE", "replay")
+    assert resolve_mode(None) == "replay" and resolve_mode("off") == "off"
+    monkeypatch.setenv("LLMTAP_MODE", "bogus")
+    with pytest.raises(ValueError, match="LLMTAP_MODE"):
+        resolve_mode(None)
+    with pytest.raises(ValueError, match="cache_when"):
+        resolve_cache_when("sometimes")  # type: ignore[arg-type]
+
+
+def test_seeded_policy_counts_integer_seeds_only() -> None:
+    seeded = resolve_cache_when("seeded")
+    assert seeded({"seed": 1}) and seeded({"seed": 2.0})
+    assert not seeded({"seed": True}) and not seeded({"seed": "1"}) and not seeded({"seed": 1.5})
+    deterministic = resolve_cache_when("deterministic")
+    assert deterministic({"temperature": 0}) and not deterministic({"temperature": False})
+
+
+def test_replay_never_sends() -> None:
+    from llmtap._core.control import NO_CONTROL, parse_header
+
+    assert decide("replay", False, NO_CONTROL).offline
+    assert not decide("replay", True, parse_header("no-cache")).read
+    assert decide("record", True, NO_CONTROL).write and not decide("record", True, NO_CONTROL).read
+
+
+def entry(chunks: list[int] | None = None, body: bytes = b"abcdef") -> CacheEntry:
+    return CacheEntry(
+        status=200,
+        headers=[("content-type", "text/event-stream")],
+        body=body,
+        created_at=1.5,
+        chunks=chunks,
+        system_fingerprint="fp",
+        summary={"model": "m"},
+        key_material={"body": {"model": "m"}},
+        usage={"prompt_tokens": 1},
+    )
+
+
+def test_entry_round_trip_keeps_chunk_boundaries() -> None:
+    decoded = decode_entry(encode_entry(entry([1, 2, 3])))
+    assert decoded.iter_chunks() == [b"a", b"bc", b"def"]
+    assert decoded.system_fingerprint == "fp" and decoded.usage == {"prompt_tokens": 1}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x80\x04\x95pickle",
+        b"llmtap-entry:2\n\x00\x00\x00\x02{}",
+        encode_entry(entry([1, 2, 3]))[:-2],
+        encode_entry(entry([1, 2, 3])).replace(b'"status":200', b'"status":"x"'),
+        b"llmtap-entry:1\n\x00\x00\x00\x05[1,2]",
+    ],
+)
+def test_unreadable_entries_raise_entry_error(raw: bytes) -> None:
+    with pytest.raises(EntryError):
+        decode_entry(raw)
+
+
+STREAM = (
+    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'
+    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}},'
+    b'{"index":1,"delta":{"content":"Yo"}}]}\n\n'
+    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"},'
+    b'{"index":1,"delta":{},"finish_reason":"length"}]}\n\n'
+    b'data: {"id":"c","model":"m","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}'
+    b"\n\n"
+    b"data: [DONE]\n\n"
+)
+
+
+@given(st.lists(st.integers(1, len(STREAM) - 1), max_size=12))
+def test_accumulator_is_blind_to_chunking(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    pieces = [STREAM[a:b] for a, b in zip([0, *points], [*points, len(STREAM)], strict=True)]
+    acc = AnswerAccumulator(stream=True)
+    for i, piece in enumerate(pieces):
+        acc.feed(piece.replace(b"\n", b"\r\n") if i % 2 else piece, float(i))
+    acc.end_of_body(99.0)
+    facts = acc.facts
+    assert facts.terminal and acc.complete(ended=False)
+    assert facts.ordered_finish_reasons() == ["stop", "length"]
+    assert facts.usage == {"prompt_tokens": 5, "completion_tokens": 2}
+    assert facts.response_id == "c" and facts.first_token_at is not None
+
+
+def test_stream_without_done_is_complete_only_when_every_choice_finished() -> None:
+    acc = AnswerAccumulator(stream=True)
+    acc.feed(STREAM.split(b"data: [DONE]")[0], 0.0)
+    assert not acc.complete(ended=False) and acc.complete(ended=True)
+    partial = AnswerAccumulator(stream=True)
+    partial.feed(STREAM[: STREAM.index(b'"finish_reason":"stop"')], 0.0)
+    assert not partial.complete(ended=True)
+    errored = AnswerAccumulator(stream=True)
+    errored.feed(b'data: {"error": {"message": "boom"}}\n\ndata: [DONE]\n\n', 0.0)
+    assert errored.facts.error == "boom" and not errored.complete(ended=True)

@@ -1,0 +1,60 @@
+"""DiskCache never unpickles, even from a tampered database."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import diskcache
+import pytest
+
+from llmtap import DiskCache
+from llmtap.cache.disk import PickleRefused
+
+
+class Canary:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.path, "w"))
+
+
+def test_planted_pickle_never_runs(tmp_path: Path) -> None:
+    store = DiskCache(tmp_path / "c")
+    store.set("k", b"value")
+    canary = tmp_path / "canary"
+    payload = pickle.dumps(Canary(str(canary)))
+    with sqlite3.connect(tmp_path / "c" / "cache.db") as db:
+        db.execute(
+            "UPDATE Cache SET mode = ?, value = ? WHERE key = ?",
+            (diskcache.core.MODE_PICKLE, payload, "k"),
+        )
+    with pytest.raises(PickleRefused):
+        store.get("k")
+    assert list(store.iter_entries()) == []
+    assert not canary.exists()
+
+
+def test_only_str_keys_and_bytes_values(tmp_path: Path) -> None:
+    store = DiskCache(tmp_path / "c")
+    with pytest.raises(TypeError):
+        store.set("k", "text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        store.set(1, b"v")  # type: ignore[arg-type]
+    store.set("k", b"x" * 100_000, ttl=60)  # large values live in files, still raw bytes
+    assert store.get("k") == b"x" * 100_000
+    assert store.stats()["entries"] == 1
+
+
+def test_env_var_sets_the_default_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMTAP_CACHE_DIR", str(tmp_path / "env"))
+    store = DiskCache()
+    store.set("k", b"v")
+    assert (tmp_path / "env" / "cache.db").exists()
+    assert os.fspath(store.directory) == str(tmp_path / "env")
