@@ -120,11 +120,11 @@ def test_replay_miss_fails_at_once_without_retries(fake_and_base: Any) -> None:
 
 def test_malformed_control_from_the_sdk_is_a_bad_request(fake_and_base: Any) -> None:
     fake, base, server = fake_and_base
-    with sync_client(fake, base, server, cache=MemoryCache()) as client:
-        with pytest.raises(openai.BadRequestError) as info:
-            client.chat.completions.create(
-                model="m", seed=1, messages=MESSAGES, extra_headers={"x-llmtap-cache": "forever"}
-            )
+    client = sync_client(fake, base, server, cache=MemoryCache())
+    with client, pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="m", seed=1, messages=MESSAGES, extra_headers={"x-llmtap-cache": "forever"}
+        )
     assert "forever" in str(info.value)
     assert fake.request_count == 0
 
