@@ -37,7 +37,8 @@ class _Flight:
 class FlightTable:
     """Flights of one transport, by key."""
 
-    def __init__(self, wait: float = 300.0) -> None:
+    def __init__(self, backend: object = None, wait: float = 300.0) -> None:
+        self.backend = backend
         self.wait = wait
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()

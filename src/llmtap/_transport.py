@@ -100,7 +100,7 @@ class TransportCore:
             ),
         )
         self.ensure_stream_usage = ensure_stream_usage
-        self._flights = FlightTable()
+        self._flights = FlightTable(backend=self.cache)
         self._streams = stream_types(self._lib)
 
     def _default_inner(self) -> Any:
