@@ -15,10 +15,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="run a workload through llmtap against a local fake upstream (no account)"
     )
-    demo.add_argument("--calls", type=int, default=12, help="calls in the workload")
+    demo.add_argument(
+        "--calls", type=int, default=None, help="calls in the workload (default: the whole plan)"
+    )
     demo.add_argument("--port", type=int, default=9464, help="port for /metrics")
     demo.add_argument(
         "--serve", action="store_true", help="keep serving /metrics after the workload"
+    )
+    demo.add_argument(
+        "--upstream-port", type=int, default=8399, help="port of the local fake upstream"
     )
     demo.add_argument("--dir", default=None, help="cache directory (default: a temporary one)")
     from llmtap._cli_cache import add_cache_commands

@@ -90,6 +90,7 @@ class FakeUpstream:
         latency: float = 0.0,
         chunk_delay: float = 0.0,
         content_encoding: str | None = None,
+        port: int = 0,
     ) -> None:
         if content_encoding is not None and content_encoding not in ENCODINGS:
             raise ValueError(f"content_encoding must be one of {ENCODINGS} or None")
@@ -102,6 +103,7 @@ class FakeUpstream:
         self._drops: deque[int] = deque()
         self._error_events: deque[int] = deque()
         self._server: FakeServer | None = None
+        self._port = port
 
     # ------------------------------------------------------------------ faults
 
@@ -196,10 +198,10 @@ class FakeUpstream:
     # ------------------------------------------------------------------ server
 
     def start(self) -> Self:
-        """Start serving on ``127.0.0.1`` at an ephemeral port (no-op if running)."""
+        """Start serving on ``127.0.0.1`` at ``port`` (0: an ephemeral one; no-op if running)."""
         with self._lock:
             if self._server is None:
-                self._server = FakeServer(self._reply)
+                self._server = FakeServer(self._reply, self._port)
         return self
 
     def stop(self) -> None:

@@ -37,11 +37,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, responder: Responder) -> None:
+    allow_reuse_address = True
+
+    def __init__(self, responder: Responder, port: int = 0) -> None:
         self.responder = responder
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
 
     def track(self, conn: socket.socket, alive: bool) -> None:
         with self._connections_lock:
@@ -131,8 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeServer:
     """Owns the listening socket and the thread running it."""
 
-    def __init__(self, responder: Responder) -> None:
-        self._server = _Server(responder)
+    def __init__(self, responder: Responder, port: int = 0) -> None:
+        self._server = _Server(responder, port)
         self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
