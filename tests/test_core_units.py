@@ -126,3 +126,35 @@ def test_stream_without_done_is_complete_only_when_every_choice_finished() -> No
     errored = AnswerAccumulator(stream=True)
     errored.feed(b'data: {"error": {"message": "boom"}}\n\ndata: [DONE]\n\n', 0.0)
     assert errored.facts.error == "boom" and not errored.complete(ended=True)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd", "gzip, br"])
+def test_decoder_undoes_every_supported_encoding_incrementally(encoding: str) -> None:
+    import gzip
+    import zlib
+
+    import brotli
+    import zstandard
+
+    from llmtap._core.decode import Decoder
+
+    plain = b"data: " + b"x" * 5000 + b"\n\n"
+    encoders = {
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+        "br": brotli.compress,
+        "zstd": lambda b: zstandard.ZstdCompressor().compress(b),
+    }
+    data = plain
+    for name in [n.strip() for n in encoding.split(",")]:
+        data = encoders[name](data)
+    decoder = Decoder(encoding)
+    out = b"".join(decoder.decode(data[i : i + 7]) for i in range(0, len(data), 7))
+    assert out + decoder.flush() == plain
+
+
+def test_unknown_encoding_is_refused() -> None:
+    from llmtap._core.decode import Decoder, UnsupportedEncoding
+
+    with pytest.raises(UnsupportedEncoding):
+        Decoder("compress")

@@ -58,3 +58,22 @@ def test_env_var_sets_the_default_directory(
     store.set("k", b"v")
     assert (tmp_path / "env" / "cache.db").exists()
     assert os.fspath(store.directory) == str(tmp_path / "env")
+
+
+async def test_async_access_runs_off_the_event_loop_with_context(tmp_path: Path) -> None:
+    import contextvars
+    import threading
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    seen: list[tuple[int, str]] = []
+
+    class Watching(DiskCache):
+        def get(self, key: str) -> bytes | None:
+            seen.append((threading.get_ident(), marker.get()))
+            return super().get(key)
+
+    store = Watching(tmp_path / "c")
+    marker.set("caller")
+    await store.aset("k", b"v")
+    assert await store.aget("k") == b"v"
+    assert seen and seen[0][0] != threading.get_ident() and seen[0][1] == "caller"

@@ -272,3 +272,33 @@ def test_api_key_never_reaches_the_cache_directory(make_harness: Any, tmp_path: 
     assert len(stored) > 1000
     for needle in (secret.encode(), b"SECRET", b"__cf_bm", b"org-fake", b"proj_fake"):
         assert needle not in stored
+
+
+def test_record_warns_when_the_system_fingerprint_changes(
+    lib_name: str, io: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import importlib
+
+    from conftest import Harness
+    from llmtap.testing import FakeUpstream
+
+    class Drifting(FakeUpstream):
+        """A fake whose backend changes between calls."""
+
+        fingerprint = "fp_one"
+
+        def __call__(self, request: Any) -> Any:
+            response = super().__call__(request)
+            body = response.read().replace(b"fp_llmtap_fake", self.fingerprint.encode())
+            lib = importlib.import_module(lib_name)
+            return lib.Response(200, headers={"content-type": "application/json"}, content=body)
+
+    fake = Drifting()
+    h = Harness(lib_name, io, fake, server=False, mode="record")
+    try:
+        h.post(chat())
+        fake.fingerprint = "fp_two"
+        h.post(chat())
+    finally:
+        h.close()
+    assert "system_fingerprint changed from fp_one to fp_two" in caplog.text

@@ -147,7 +147,7 @@ class TransportCore:
             try:
                 # A response that arrives already read (MockTransport, some test doubles)
                 # would never pull its body through the tee: re-wrap its content.
-                body: Any = [upstream.content]
+                body = self._streams.replay([upstream.content])
                 upstream = lib.Response(
                     upstream.status_code,
                     headers=upstream.headers,
