@@ -1,16 +1,57 @@
 """Single flight: identical cacheable misses in flight at once go upstream once.
 
-The first call for a key leads; the others wait until its answer is stored
-(or not) and then read the store. A waiter whose leader fails, or takes
-longer than ``wait``, goes upstream itself.
+The first call for a key in this process leads; the others wait until its
+answer is stored (or not) and then read the store. A waiter whose leader
+fails, or takes longer than ``wait``, goes upstream itself.
+
+When the backend can lock (``try_lock`` / ``unlock`` / ``is_locked`` and their
+``a``-prefixed async twins, as :class:`~llmtap.cache.redis.RedisCache` has),
+the local leader also takes a short lock on the key in the store, so that
+processes on other machines wait for it too: a call that finds the key locked
+elsewhere polls the store and the lock every ``poll`` seconds and is served
+the stored answer; if the lock goes away without an answer (the leader failed,
+died, or its lock expired) it goes upstream itself. Every error on the lock
+path fails open — the call goes upstream — and is reported through
+``on_error`` (the transport counts it and warns once per outage).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Any, Protocol, runtime_checkable
 
 from llmtap._core.exchange import Exchange
+
+log = logging.getLogger("llmtap")
+
+_Op = tuple[str, tuple[Any, ...]]
+
+
+@runtime_checkable
+class LockingBackend(Protocol):
+    """What a backend offers for single flight across processes (all optional)."""
+
+    lock_ttl: float
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def try_lock(self, key: str, ttl: float) -> str | None: ...
+
+    def unlock(self, key: str, token: str) -> None: ...
+
+    def is_locked(self, key: str) -> bool: ...
+
+    async def aget(self, key: str) -> bytes | None: ...
+
+    async def atry_lock(self, key: str, ttl: float) -> str | None: ...
+
+    async def aunlock(self, key: str, token: str) -> None: ...
+
+    async def ais_locked(self, key: str) -> bool: ...
 
 
 class _Flight:
@@ -24,61 +65,214 @@ class _Flight:
     def release(self) -> None:
         self.event.set()
         if self.async_event is not None and self.loop is not None:
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is self.loop:
+            if _running_loop() is self.loop:
                 self.async_event.set()
             elif not self.loop.is_closed():
                 self.loop.call_soon_threadsafe(self.async_event.set)
 
 
-class FlightTable:
-    """Flights of one transport, by key."""
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
-    def __init__(self, backend: object = None, wait: float = 300.0) -> None:
+
+class FlightTable:
+    """Flights of one transport, by key.
+
+    ``on_error(op, exc)`` / ``on_recovered(op)`` report lock-path failures of the
+    backend (op ``"lock"``); without them a failure is logged once per outage.
+    """
+
+    def __init__(
+        self,
+        backend: object = None,
+        wait: float = 300.0,
+        *,
+        poll: float = 0.05,
+        lock_ttl: float | None = None,
+        on_error: Callable[[str, BaseException], None] | None = None,
+        on_recovered: Callable[[str], None] | None = None,
+    ) -> None:
         self.backend = backend
         self.wait = wait
+        self.poll = poll
+        self.remote: LockingBackend | None = (
+            backend if isinstance(backend, LockingBackend) else None
+        )
+        if lock_ttl is None:
+            lock_ttl = self.remote.lock_ttl if self.remote is not None else 60.0
+        self.lock_ttl = lock_ttl
+        self._on_error = on_error
+        self._on_recovered = on_recovered
+        self._warned = False
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    def _claim(self, key: str, exchange: Exchange, is_async: bool) -> _Flight | None:
-        """Lead (``None``: release is registered on ``exchange``) or get the flight to wait on."""
+    # -- in this process --------------------------------------------------------
+
+    def _claim(self, key: str, is_async: bool) -> tuple[_Flight, bool]:
+        """The flight for ``key``, and whether this call leads it."""
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None:
-                return flight
+                return flight, False
             flight = self._flights[key] = _Flight()
             if is_async:
                 flight.async_event = asyncio.Event()
                 flight.loop = asyncio.get_running_loop()
+            return flight, True
 
-        def release() -> None:
-            with self._lock:
-                if self._flights.get(key) is flight:
-                    del self._flights[key]
-            flight.release()
-
-        exchange.on_settled(release)
-        return None
+    def _release(self, key: str, flight: _Flight) -> None:
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.release()
 
     def join(self, key: str, exchange: Exchange) -> bool | None:
-        flight = self._claim(key, exchange, is_async=False)
-        if flight is None:
-            return None
-        flight.event.wait(self.wait)
-        return False
+        """``None``: this call leads (release registered on ``exchange``); ``False``:
+        a leader finished (or took too long), read the store."""
+        flight, leads = self._claim(key, is_async=False)
+        if not leads:
+            flight.event.wait(self.wait)
+            return False
+        token = None
+        if self.remote is not None:
+            stored, token = self._drive(key)
+            if stored:
+                self._unlock(key, token)
+                self._release(key, flight)
+                return False
+        exchange.on_settled(lambda: self._settle(key, flight, token))
+        return None
 
     async def ajoin(self, key: str, exchange: Exchange) -> bool | None:
-        flight = self._claim(key, exchange, is_async=True)
-        if flight is None:
-            return None
-        if flight.async_event is None or flight.loop is not asyncio.get_running_loop():
-            await asyncio.to_thread(flight.event.wait, self.wait)
+        flight, leads = self._claim(key, is_async=True)
+        if not leads:
+            if flight.async_event is None or flight.loop is not asyncio.get_running_loop():
+                await asyncio.to_thread(flight.event.wait, self.wait)
+                return False
+            try:
+                await asyncio.wait_for(flight.async_event.wait(), self.wait)
+            except TimeoutError:
+                pass
             return False
+        token = None
+        if self.remote is not None:
+            stored, token = await self._adrive(key)
+            if stored:
+                await self._aunlock(key, token)
+                self._release(key, flight)
+                return False
+        exchange.on_settled(lambda: self._settle(key, flight, token))
+        return None
+
+    def _settle(self, key: str, flight: _Flight, token: str | None) -> None:
+        """The leader's answer is stored (or the call failed): wake everyone."""
+        self._release(key, flight)
+        if token is None:
+            return
+        loop = _running_loop()
+        if loop is not None and loop is flight.loop:
+            task = loop.create_task(self._aunlock(key, token))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._unlock(key, token)
+
+    # -- across processes -------------------------------------------------------
+
+    def _remote_flow(self, key: str) -> Generator[_Op, Any, bool]:
+        """Lead across processes, or wait for the leader elsewhere. Returns whether
+        the answer is now stored; a taken lock's token is seen by the driver."""
+        if (yield ("try_lock", (key, self.lock_ttl))) is not None:
+            # A leader elsewhere may have stored and unlocked since our first read.
+            return (yield ("get", (key,))) is not None
+        deadline = time.monotonic() + self.wait
+        while True:
+            if (yield ("get", (key,))) is not None:
+                return True
+            if not (yield ("is_locked", (key,))):
+                # Unlocked: stored just now, or the leader failed or died.
+                return (yield ("get", (key,))) is not None
+            if time.monotonic() >= deadline:
+                return False
+            yield ("sleep", (self.poll,))
+
+    def _drive(self, key: str) -> tuple[bool, str | None]:
+        flow, remote = self._remote_flow(key), self.remote
+        assert remote is not None
+        result: Any = None
+        token = None
         try:
-            await asyncio.wait_for(flight.async_event.wait(), self.wait)
-        except TimeoutError:
-            pass
-        return False
+            while True:
+                op, args = flow.send(result)
+                if op == "sleep":
+                    time.sleep(*args)
+                    result = None
+                    continue
+                result = getattr(remote, op)(*args)
+                if op == "try_lock":
+                    token = result
+        except StopIteration as stop:
+            self._recovered()
+            return bool(stop.value), token
+        except Exception as exc:
+            self._failed(exc)
+            return False, token
+
+    async def _adrive(self, key: str) -> tuple[bool, str | None]:
+        flow, remote = self._remote_flow(key), self.remote
+        assert remote is not None
+        result: Any = None
+        token = None
+        try:
+            while True:
+                op, args = flow.send(result)
+                if op == "sleep":
+                    await asyncio.sleep(*args)
+                    result = None
+                    continue
+                result = await getattr(remote, "a" + op)(*args)
+                if op == "try_lock":
+                    token = result
+        except StopIteration as stop:
+            self._recovered()
+            return bool(stop.value), token
+        except Exception as exc:
+            self._failed(exc)
+            return False, token
+
+    def _unlock(self, key: str, token: str | None) -> None:
+        if token is None or self.remote is None:
+            return
+        try:
+            self.remote.unlock(key, token)
+        except Exception as exc:
+            self._failed(exc)
+
+    async def _aunlock(self, key: str, token: str | None) -> None:
+        if token is None or self.remote is None:
+            return
+        try:
+            await self.remote.aunlock(key, token)
+        except Exception as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._on_error is not None:
+            self._on_error("lock", exc)
+        elif not self._warned:
+            self._warned = True
+            log.warning(
+                "llmtap: single-flight lock on the cache failed (%r); calls go upstream "
+                "without waiting for other processes",
+                exc,
+            )
+
+    def _recovered(self) -> None:
+        if self._on_recovered is not None:
+            self._on_recovered("lock")
+        self._warned = False

@@ -100,7 +100,9 @@ class TransportCore:
             ),
         )
         self.ensure_stream_usage = ensure_stream_usage
-        self._flights = FlightTable(backend=self.cache)
+        self._flights = FlightTable(
+            backend=self.cache, on_error=self._failed, on_recovered=self._engine.store_recovered
+        )
         self._streams = stream_types(self._lib)
 
     def _default_inner(self) -> Any:
