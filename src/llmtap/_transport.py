@@ -91,6 +91,7 @@ class TransportCore:
             namespace=namespace,
             ttl=ttl,
             has_store=self.cache is not None,
+            backend=self._backend_name,
             telemetry=build_telemetry(
                 tracer_provider=tracer_provider,
                 metrics=... if metrics is _DEFAULT else metrics,
@@ -219,6 +220,8 @@ class TransportCore:
                 self.cache.set(key, encode_entry(entry), _ttl(entry))
         except Exception as exc:
             self._failed("set", exc)
+            return
+        self._engine.store_recovered("set")
 
     async def _astore(self, key: str, entry: CacheEntry) -> None:
         try:
@@ -226,6 +229,8 @@ class TransportCore:
                 await self.cache.aset(key, encode_entry(entry), _ttl(entry))
         except Exception as exc:
             self._failed("set", exc)
+            return
+        self._engine.store_recovered("set")
 
     def _scan(self) -> list[tuple[str, bytes]]:
         try:

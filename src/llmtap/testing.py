@@ -242,7 +242,7 @@ class FakeUpstream:
         """Record the request and decide the whole reply; both modes deliver this."""
         try:
             parsed = _json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         received = ReceivedRequest(
             method, path, query, headers, body, parsed if isinstance(parsed, dict) else None

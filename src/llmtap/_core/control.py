@@ -85,9 +85,10 @@ def parse_header(value: str) -> CacheControl:
     for part in parts:
         name, eq, arg = part.partition("=")
         name = name.strip().lower()
-        if eq and name == "ttl":
+        # a repeated ttl or namespace is ambiguous: refuse it rather than pick one
+        if eq and name == "ttl" and ttl is None:
             ttl = _ttl(arg.strip(), origin)
-        elif eq and name in ("namespace", "ns"):
+        elif eq and name in ("namespace", "ns") and namespace is None:
             namespace = _namespace(arg.strip(), origin)
         elif not eq and directive is None:
             directive = _directive(name, origin)

@@ -94,10 +94,12 @@ class Engine:
         namespace: str,
         ttl: float | None,
         has_store: bool,
+        backend: str = "none",
         telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.mode = mode if has_store else "off"
+        self.backend = backend
         self.cache_when = cache_when
         self.key_ignore = frozenset(key_ignore)
         self.namespace = namespace
@@ -134,8 +136,16 @@ class Engine:
         key = material = None
         if decision.keyed:
             namespace = control.namespace if control.namespace is not None else self.namespace
-            material = key_material(call, namespace, self.key_ignore)
-            key = hash_material(material)
+            try:
+                material = key_material(call, namespace, self.key_ignore)
+                key = hash_material(material)
+            except (RecursionError, TypeError, ValueError) as exc:
+                # A valid JSON object can still be unkeyable: orjson parses 1024 levels of
+                # nesting but serialises only 255, and canonicalising recurses in Python.
+                # Such a call is sent uncached rather than failing inside llmtap.
+                self.warn_once("key", f"llmtap: no cache key for this request ({exc}); not caching")
+                material, cacheable = None, False
+                decision = decide(self.mode, cacheable, control)
         observation = self.telemetry.begin(call, self.clock())
         exchange = Exchange(
             call, control, decision, key, material, observation, self.clock, self.ttl
@@ -175,7 +185,7 @@ class Engine:
             entry = decode_entry(raw)
         except EntryError as exc:
             self.warn_once("corrupt", f"llmtap: ignoring an unreadable cache entry ({exc})")
-            self.telemetry.cache_error("entry", "get")
+            self.telemetry.cache_error(self.backend, "get")
             return None
         if entry.expired(self.clock()):
             return None

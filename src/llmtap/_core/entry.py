@@ -110,25 +110,56 @@ def decode_entry(data: bytes) -> CacheEntry:
         raise EntryError("entry is truncated")
     try:
         meta = orjson.loads(data[start : start + meta_len])
-        body = data[start + meta_len :]
-        chunks = meta["chunks"]
-        if chunks is not None and (
-            not all(isinstance(n, int) and n >= 0 for n in chunks) or sum(chunks) != len(body)
-        ):
-            raise EntryError("entry chunk lengths do not match its body")
-        return CacheEntry(
-            status=int(meta["status"]),
-            headers=[(str(k), str(v)) for k, v in meta["headers"]],
-            body=body,
-            created_at=float(meta["created_at"]),
-            chunks=chunks,
-            expires_at=meta["expires_at"],
-            system_fingerprint=meta["system_fingerprint"],
-            summary=dict(meta["summary"]),
-            key_material=dict(meta["key_material"]),
-            usage=meta["usage"],
-        )
-    except EntryError:
-        raise
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except orjson.JSONDecodeError as exc:
         raise EntryError(f"entry metadata is unreadable: {exc}") from None
+    if not isinstance(meta, dict):
+        raise EntryError("entry metadata is not a JSON object")
+    body = data[start + meta_len :]
+    # A tampered store may hold any JSON here: check every field's type, so what
+    # decodes can be served and compared without raising later (e.g. a string
+    # ``expires_at`` would break the expiry check on every read).
+    status = _field(meta, "status", int)
+    if isinstance(status, bool) or not 100 <= status <= 599:
+        raise EntryError(f"entry status {status!r} is not an HTTP status")
+    headers = _field(meta, "headers", list)
+    if not all(
+        isinstance(h, list) and len(h) == 2 and all(isinstance(p, str) for p in h) for h in headers
+    ):
+        raise EntryError("entry headers are not a list of [name, value] strings")
+    chunks = _field(meta, "chunks", list, optional=True)
+    if chunks is not None and (
+        not all(type(n) is int and n >= 0 for n in chunks) or sum(chunks) != len(body)
+    ):
+        raise EntryError("entry chunk lengths do not match its body")
+    return CacheEntry(
+        status=status,
+        headers=[(name, value) for name, value in headers],
+        body=body,
+        created_at=float(_number(meta, "created_at", optional=False)),
+        chunks=chunks,
+        expires_at=_number(meta, "expires_at", optional=True),
+        system_fingerprint=_field(meta, "system_fingerprint", str, optional=True),
+        summary=_field(meta, "summary", dict),
+        key_material=_field(meta, "key_material", dict),
+        usage=_field(meta, "usage", dict, optional=True),
+    )
+
+
+def _field(meta: dict[str, Any], name: str, kind: type, optional: bool = False) -> Any:
+    if name not in meta:
+        raise EntryError(f"entry metadata has no {name!r}")
+    value = meta[name]
+    if (value is None and optional) or isinstance(value, kind):
+        return value
+    raise EntryError(f"entry {name} is {type(value).__name__}, not {kind.__name__}")
+
+
+def _number(meta: dict[str, Any], name: str, optional: bool) -> Any:
+    if name not in meta:
+        raise EntryError(f"entry metadata has no {name!r}")
+    value = meta[name]
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EntryError(f"entry {name} is {type(value).__name__}, not a number")
+    return value

@@ -88,7 +88,7 @@ def build_answer(method: str, path: str, body: bytes) -> Answer:
         return error_answer(404, f"Invalid URL ({method.upper()} {path})", "invalid_request_error")
     try:
         req = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         req = None
     if not isinstance(req, dict):
         message = "We could not parse the JSON body of your request: expected a JSON object."
