@@ -6,11 +6,18 @@ at the end of the body, on an error, or when the caller closes the response.
 httpx and httpx2 each check that a body is their own ``SyncByteStream`` /
 ``AsyncByteStream``, so :func:`stream_types` mixes these shells into each
 library's base classes.
+
+A caller may also drop a response without reading or closing it. Each tee
+then has a ``weakref.finalize`` that ends the exchange as cancelled when the
+tee is collected: it only reports and wakes single-flight waiters, it never
+stores (no IO from a finalizer, which may run on any thread at any time).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -18,6 +25,24 @@ from typing import Any
 
 from llmtap._core.entry import CacheEntry
 from llmtap._core.exchange import Exchange
+
+log = logging.getLogger("llmtap")
+
+
+def _abandoned(exchange: Exchange) -> None:
+    """The tee was collected before its exchange ended: report it, store nothing."""
+    try:
+        exchange.finish(False, None)
+    except Exception:
+        log.warning("llmtap: could not end an abandoned response", exc_info=True)
+    finally:
+        exchange.settle()
+
+
+def _watch(owner: object, exchange: Exchange) -> weakref.finalize[..., Any]:
+    finalizer = weakref.finalize(owner, _abandoned, exchange)
+    finalizer.atexit = False
+    return finalizer
 
 
 class SyncTee:
@@ -27,6 +52,7 @@ class SyncTee:
         self._inner = inner
         self._exchange = exchange
         self._store = store
+        self._finalizer = _watch(self, exchange)
 
     def __iter__(self) -> Iterator[bytes]:
         exchange = self._exchange
@@ -51,6 +77,7 @@ class SyncTee:
             self._end(False, None)
 
     def _end(self, ended: bool, error: BaseException | None) -> None:
+        self._finalizer.detach()
         entry = self._exchange.finish(ended, error)
         try:
             if entry is not None and self._exchange.key is not None:
@@ -69,6 +96,7 @@ class AsyncTee:
         self._inner = inner
         self._exchange = exchange
         self._store = store
+        self._finalizer = _watch(self, exchange)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         exchange = self._exchange
@@ -93,6 +121,7 @@ class AsyncTee:
             await self._end(False, None)
 
     async def _end(self, ended: bool, error: BaseException | None) -> None:
+        self._finalizer.detach()
         entry = self._exchange.finish(ended, error)
         try:
             if entry is not None and self._exchange.key is not None:

@@ -204,6 +204,7 @@ class Engine:
             status=entry.status,
             entry_age=max(0.0, now - entry.created_at),
             saved_usage=entry.usage,
+            entry=entry,
         )
         exchange._done = True
         exchange._report(record)

@@ -200,8 +200,12 @@ class Exchange:
         )
         if error is not None:
             record.error = error
-            if isinstance(error, GeneratorExit):
+            if not isinstance(error, Exception):
+                # GeneratorExit, task cancellation, KeyboardInterrupt: the caller stopped
+                # the call; that is not an upstream error (TELEMETRY.md).
                 record.outcome = "cancelled"
+            elif isinstance(error, LookupError) and self.decision.offline:
+                record.outcome, record.error_type = "error", "llmtap_cache_miss"
             elif self.status is not None and 200 <= self.status < 300:
                 record.outcome, record.error_type = "error", "stream_interrupted"
             else:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from llmtap._core.answer import AnswerFacts
+from llmtap._core.answer import AnswerAccumulator, AnswerFacts
+from llmtap._core.entry import CacheEntry
 from llmtap._core.request import LLMCall
 
 
@@ -31,6 +32,25 @@ class CallRecord:
     entry_age: float | None = None
     saved_usage: dict[str, Any] | None = None
     resend_count: int | None = None
+    # On a hit: the stored entry, parsed only if a span wants its response attributes.
+    entry: CacheEntry | None = None
+
+    def hit_facts(self) -> AnswerFacts | None:
+        """The recorded answer's facts on a hit (``facts`` itself, when the core set it)."""
+        if self.facts is not None or self.entry is None:
+            return self.facts
+        return entry_facts(self.entry)
+
+
+def entry_facts(entry: CacheEntry) -> AnswerFacts:
+    """Re-read a stored answer: its response id, model, finish reasons and usage."""
+    accumulator = AnswerAccumulator(entry.is_stream)
+    for chunk in entry.iter_chunks():
+        accumulator.feed(chunk, 0.0)
+    accumulator.end_of_body(0.0)
+    facts = accumulator.facts
+    facts.first_token_at = facts.last_token_at = None  # replay timing is not upstream's
+    return facts
 
 
 class Observation(Protocol):
