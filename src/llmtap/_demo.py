@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 _PROMPTS = [
@@ -24,24 +23,6 @@ _PROMPTS = [
     "What does a transport do in httpx?",
     "Why should LLM tests be deterministic?",
 ]
-
-
-@dataclass
-class _Tally:
-    calls: int = 0
-    results: dict[str, int] = field(default_factory=dict)
-    latency: dict[str, list[float]] = field(default_factory=dict)
-    saved_tokens: int = 0
-    billed_tokens: int = 0
-
-    def add(self, cache: str, seconds: float, tokens: int) -> None:
-        self.calls += 1
-        self.results[cache] = self.results.get(cache, 0) + 1
-        self.latency.setdefault(cache, []).append(seconds)
-        if cache == "hit":
-            self.saved_tokens += tokens
-        else:
-            self.billed_tokens += tokens
 
 
 def _missing_extra() -> int:
@@ -118,20 +99,30 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         import openai
 
+        from llmtap._demo_telemetry import console_tracer_provider
         from llmtap.httpx2 import Transport
     except ImportError:
         return _missing_extra()
     from llmtap import DiskCache
+    from llmtap._demo_telemetry import serve_metrics, summary_lines
 
     real = bool(os.environ.get("OPENAI_API_KEY"))
-    tally = _Tally()
+    served = serve_metrics(args.port)
+    tracer_provider = console_tracer_provider()
     with contextlib.ExitStack() as stack:
+        stack.callback(served.shutdown)
         directory = args.dir or stack.enter_context(tempfile.TemporaryDirectory())
         base_url = stack.enter_context(_upstream(real, args.upstream_port))
         where = "the OpenAI API" if real else f"a local fake upstream at {base_url}"
         print(f"llmtap demo: calls through the openai SDK to {where}")
-        print(f"cache: DiskCache({directory})\n")
-        transport = Transport(cache=DiskCache(directory), mode="read_write")
+        print(f"cache: DiskCache({directory})")
+        print(f"metrics: {served.url} (spans print below each call)\n")
+        transport = Transport(
+            cache=DiskCache(directory),
+            mode="read_write",
+            metrics=served.metrics,
+            tracer_provider=tracer_provider,
+        )
         client = openai.OpenAI(
             api_key=os.environ.get("OPENAI_API_KEY", "sk-demo-not-a-real-key"),
             base_url=base_url,
@@ -143,28 +134,17 @@ def run_demo(args: argparse.Namespace) -> int:
             started = time.perf_counter()
             cache, text, tokens = _call(client, kind, kwargs)
             elapsed = time.perf_counter() - started
-            tally.add(cache, elapsed, tokens)
             seeded = "seed" in kwargs
             print(
                 f"{n:3d}  {kind:6s} seeded={'yes' if seeded else 'no ':3s} "
                 f"{cache:6s} {elapsed * 1000:7.1f} ms  {tokens:4d} tok  {text[:38]!r}"
             )
-    _summary(tally)
+        tracer_provider.shutdown()
+        print()
+        print("\n".join(summary_lines(served.registry)))
+        if args.serve:
+            print(f"\nserving {served.url} until interrupted (Ctrl-C)")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
     return 0
-
-
-def _summary(tally: _Tally) -> None:
-    hits = tally.results.get("hit", 0)
-
-    def mean_ms(kind: str) -> str:
-        values = tally.latency.get(kind, [])
-        return f"{1000 * sum(values) / len(values):.1f} ms" if values else "-"
-
-    print("\nsummary")
-    print(f"  calls        {tally.calls}")
-    print("  cache        " + ", ".join(f"{k} {v}" for k, v in sorted(tally.results.items())))
-    print(f"  hit ratio    {hits / tally.calls:.0%}" if tally.calls else "  hit ratio    -")
-    print(f"  tokens       {tally.billed_tokens} billed, {tally.saved_tokens} saved by the cache")
-    print(
-        f"  latency      miss {mean_ms('miss')}, hit {mean_ms('hit')}, bypass {mean_ms('bypass')}"
-    )
