@@ -58,8 +58,12 @@ class SyncTee:
         exchange = self._exchange
         try:
             for chunk in self._inner:
-                exchange.feed(chunk)
-                yield chunk
+                visible = exchange.feed(chunk)
+                if visible:
+                    yield visible
+            tail = exchange.flush_visible()
+            if tail:
+                yield tail
         except GeneratorExit:
             self._end(False, None)
             raise
@@ -102,8 +106,12 @@ class AsyncTee:
         exchange = self._exchange
         try:
             async for chunk in self._inner:
-                exchange.feed(chunk)
-                yield chunk
+                visible = exchange.feed(chunk)
+                if visible:
+                    yield visible
+            tail = exchange.flush_visible()
+            if tail:
+                yield tail
         except GeneratorExit:
             await self._end(False, None)
             raise

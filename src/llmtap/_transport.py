@@ -92,6 +92,7 @@ class TransportCore:
             ttl=ttl,
             has_store=self.cache is not None,
             backend=self._backend_name,
+            ensure_stream_usage=ensure_stream_usage,
             telemetry=build_telemetry(
                 tracer_provider=tracer_provider,
                 metrics=... if metrics is _DEFAULT else metrics,
@@ -100,7 +101,6 @@ class TransportCore:
                 provider=provider,
             ),
         )
-        self.ensure_stream_usage = ensure_stream_usage
         self._flights = FlightTable(
             backend=self.cache, on_error=self._failed, on_recovered=self._engine.store_recovered
         )
@@ -182,6 +182,19 @@ class TransportCore:
         if exchange is not None:
             self._label(response, exchange)
         return response
+
+    def _outgoing(self, request: Any, send: Send) -> Any:
+        """The request to send: the caller's, or a copy with the body the flow chose."""
+        if send.body is None:
+            return request
+        headers = [(k, v) for k, v in request.headers.multi_items() if k != "content-length"]
+        return self._lib.Request(
+            request.method,
+            request.url,
+            headers=headers,
+            content=send.body,
+            extensions=request.extensions,
+        )
 
     @staticmethod
     def _label(response: Any, exchange: Exchange) -> None:
@@ -268,7 +281,7 @@ class SyncDriver(TransportCore):
                 return self._answer(stop.value, upstream, is_async=False)
             if type(effect) is Send:
                 try:
-                    upstream = self._inner.handle_request(request)
+                    upstream = self._inner.handle_request(self._outgoing(request, effect))
                 except BaseException as exc:
                     flow.throw(exc)
                     raise
@@ -304,7 +317,9 @@ class AsyncDriver(TransportCore):
                 return self._answer(stop.value, upstream, is_async=True)
             if type(effect) is Send:
                 try:
-                    upstream = await self._inner.handle_async_request(request)
+                    upstream = await self._inner.handle_async_request(
+                        self._outgoing(request, effect)
+                    )
                 except BaseException as exc:
                     flow.throw(exc)
                     raise

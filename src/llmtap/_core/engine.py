@@ -24,6 +24,7 @@ from llmtap._core.key import hash_material, key_material
 from llmtap._core.observe import CallRecord, NullTelemetry, Telemetry
 from llmtap._core.policy import decide
 from llmtap._core.request import LLMCall, parse_body
+from llmtap._core.usage import UsageHider, needs_usage, with_usage
 
 log = logging.getLogger("llmtap")
 
@@ -48,7 +49,10 @@ class Scan(NamedTuple):
 
 
 class Send(NamedTuple):
-    """Forward the request upstream; the driver sends back ``(status, headers)``."""
+    """Forward the request upstream — with ``body`` instead of the caller's when set —
+    and send back ``(status, headers)``."""
+
+    body: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -95,11 +99,13 @@ class Engine:
         ttl: float | None,
         has_store: bool,
         backend: str = "none",
+        ensure_stream_usage: bool = False,
         telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.mode = mode if has_store else "off"
         self.backend = backend
+        self.ensure_stream_usage = ensure_stream_usage
         self.cache_when = cache_when
         self.key_ignore = frozenset(key_ignore)
         self.namespace = namespace
@@ -162,8 +168,12 @@ class Engine:
         if key is not None and decision.write and not decision.read:
             previous = self.accept((yield Get(key)), None)
             exchange.old_fingerprint = previous.system_fingerprint if previous else None
+        outgoing = None
+        if self.ensure_stream_usage and needs_usage(call.body, call.api_type):
+            outgoing = with_usage(call.body)
+            exchange.hider = UsageHider()
         try:
-            status, headers = yield Send()
+            status, headers = yield Send(outgoing)
         except BaseException as exc:
             exchange.fail(exc)
             raise

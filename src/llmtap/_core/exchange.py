@@ -19,6 +19,7 @@ from llmtap._core.entry import CacheEntry, allowed_headers, encode_entry
 from llmtap._core.observe import CallRecord, Observation
 from llmtap._core.policy import Decision
 from llmtap._core.request import LLMCall
+from llmtap._core.usage import UsageHider
 
 log = logging.getLogger("llmtap")
 
@@ -51,6 +52,7 @@ class Exchange:
         "clock",
         "control",
         "decision",
+        "hider",
         "key",
         "material",
         "observation",
@@ -85,6 +87,7 @@ class Exchange:
         self.status: int | None = None
         self.upstream_headers: list[tuple[str, str]] = []
         self.old_fingerprint: str | None = None
+        self.hider: UsageHider | None = None
         self._accumulator: AnswerAccumulator | None = None
         self._decoder: Decoder | None = None
         self._decoded: list[bytes] = []
@@ -107,8 +110,11 @@ class Exchange:
                 content_type = value
             elif lower == "content-encoding":
                 encoding = value
-        self._accumulator = AnswerAccumulator(_EVENT_STREAM in content_type)
+        stream = _EVENT_STREAM in content_type
+        self._accumulator = AnswerAccumulator(stream)
         self._storable = self.decision.write and 200 <= status < 300
+        if self.hider is not None and (encoding or not stream or not 200 <= status < 300):
+            self.hider = None  # only a plain 2xx event stream is filtered
         try:
             self._decoder = Decoder(encoding) if encoding else None
         except UnsupportedEncoding as exc:
@@ -119,11 +125,20 @@ class Exchange:
     def is_stream(self) -> bool:
         return self._accumulator is not None and self._accumulator._stream
 
-    def feed(self, chunk: bytes) -> None:
-        """One chunk of upstream's body, as handed to the caller."""
+    def feed(self, chunk: bytes) -> bytes:
+        """One chunk of upstream's body; returns what the caller is handed (the chunk
+        itself, unless ``ensure_stream_usage`` hides the usage chunk)."""
         accumulator = self._accumulator
         if accumulator is None or self._done:
-            return
+            return chunk
+        if self.hider is not None:
+            accumulator.feed(chunk, self.clock())
+            chunk = self.hider.visible(chunk)
+            if self._storable and chunk:
+                self._decoded.append(chunk)
+                self._chunks.append(len(chunk))
+            return chunk
+        raw = chunk
         if self._decoder is not None:
             try:
                 chunk = self._decoder.decode(chunk)
@@ -131,11 +146,22 @@ class Exchange:
                 log.debug("llmtap: could not decode upstream body: %r", exc)
                 self._decoder = None
                 self._storable = False
-                return
+                return raw
         if self._storable:
             self._decoded.append(chunk)
             self._chunks.append(len(chunk))
         accumulator.feed(chunk, self.clock())
+        return raw
+
+    def flush_visible(self) -> bytes:
+        """What a hiding stream still holds back at the end of the body."""
+        if self.hider is None or self._done:
+            return b""
+        tail = self.hider.flush()
+        if tail and self._storable:
+            self._decoded.append(tail)
+            self._chunks.append(len(tail))
+        return tail
 
     # -- endings ---------------------------------------------------------------
 

@@ -1,0 +1,113 @@
+"""``ensure_stream_usage``: every stream is metered, and the caller sees the same stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+import llmtap.httpx
+import llmtap.httpx2
+from llmtap import MemoryCache, Metrics
+from llmtap.testing import FakeUpstream
+
+MESSAGES = [{"role": "user", "content": "Count the tokens, please."}]
+
+
+def _client(fake: FakeUpstream, ensure: bool, registry: CollectorRegistry) -> openai.OpenAI:
+    transport = llmtap.httpx2.Transport(
+        transport=httpx2.MockTransport(fake),
+        cache=MemoryCache(),
+        metrics=Metrics(registry=registry),
+        ensure_stream_usage=ensure,
+    )
+    return openai.OpenAI(
+        api_key="sk-test",
+        base_url="https://api.openai.com/v1",
+        http_client=httpx2.Client(transport=transport),
+        max_retries=0,
+    )
+
+
+def _tokens(registry: CollectorRegistry) -> float:
+    return sum(
+        s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "llmtap_tokens_total"
+    )
+
+
+def _missing(registry: CollectorRegistry) -> float:
+    value = registry.get_sample_value(
+        "llmtap_stream_usage_missing_total",
+        {"operation": "chat", "provider": "openai", "model": "gpt-4o-mini"},
+    )
+    return value or 0.0
+
+
+@pytest.mark.parametrize("seed", [1, None], ids=["cached", "uncached"])
+def test_caller_parses_the_same_stream_and_tokens_are_counted(seed: int | None) -> None:
+    runs: dict[bool, list[dict[str, Any]]] = {}
+    registries = {True: CollectorRegistry(), False: CollectorRegistry()}
+    for ensure in (False, True):
+        fake = FakeUpstream()
+        with _client(fake, ensure, registries[ensure]) as client:
+            extra: dict[str, Any] = {} if seed is None else {"seed": seed}
+            for _ in range(2):  # the second is a hit when seeded
+                stream = client.chat.completions.create(
+                    model="gpt-4o-mini", messages=MESSAGES, stream=True, **extra
+                )
+                runs[ensure] = [chunk.model_dump() for chunk in stream]
+        sent = fake.requests[0].json
+        assert sent is not None
+        assert ("stream_options" in sent) is ensure
+    assert runs[True] == runs[False]
+    assert all(chunk["choices"] for chunk in runs[True])  # no usage-only chunk reached the caller
+    assert _tokens(registries[False]) == 0 and _missing(registries[False]) >= 1
+    assert _tokens(registries[True]) > 0 and _missing(registries[True]) == 0
+
+
+@pytest.mark.parametrize("lib_name", ["httpx", "httpx2"])
+async def test_bytes_match_a_stream_that_never_asked(lib_name: str) -> None:
+    lib: Any = httpx if lib_name == "httpx" else httpx2
+    shells: Any = llmtap.httpx if lib_name == "httpx" else llmtap.httpx2
+    fake = FakeUpstream()
+    body = {"model": "m", "seed": 3, "messages": MESSAGES, "stream": True}
+    url = "https://api.openai.com/v1/chat/completions"
+    plain = fake(lib.Request("POST", url, json=body)).read()
+    transport = shells.AsyncTransport(
+        transport=lib.MockTransport(fake),
+        cache=MemoryCache(),
+        metrics=None,
+        ensure_stream_usage=True,
+    )
+    async with lib.AsyncClient(transport=transport) as client:
+        seen = []
+        for _ in range(2):
+            async with client.stream("POST", url, json=body) as response:
+                seen.append(b"".join([c async for c in response.aiter_raw()]))
+    events = [e for e in seen[0].split(b"\n\n") if e]
+    assert len(events) == len([e for e in plain.split(b"\n\n") if e])
+    for event in events:
+        if event != b"data: [DONE]":
+            assert orjson.loads(event[6:])["choices"]
+    assert seen[1] == seen[0]  # the stored answer is what the caller saw
+    assert fake.requests[-1].json["stream_options"] == {"include_usage": True}  # injected
+
+
+def test_a_request_that_asked_for_usage_is_sent_byte_for_byte() -> None:
+    fake = FakeUpstream()
+    transport = llmtap.httpx2.Transport(
+        transport=httpx2.MockTransport(fake), cache=None, metrics=None, ensure_stream_usage=True
+    )
+    raw = b'{"model": "m", "stream": true, "stream_options": {"include_usage": true}}'
+    with httpx2.Client(transport=transport) as client:
+        response = client.post("https://api.openai.com/v1/chat/completions", content=raw)
+    assert b'"choices":[]' in response.content  # the caller asked for it: not hidden
+    assert fake.requests[0].body == raw
