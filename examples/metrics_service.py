@@ -17,7 +17,7 @@ hook that tells prometheus-client a worker died (so its in-flight gauge stops co
     gunicorn -c examples/metrics_service.py                     # BIND, WEB_CONCURRENCY
 
 Then point Prometheus at it (``static_configs: [{targets: ['127.0.0.1:8080']}]``) and
-import ``dashboards/llmtap.json`` into Grafana (see docs/grafana.md).
+import ``dashboards/llmtap.json`` into Grafana (see "See it in Grafana" in README.md).
 """
 
 from __future__ import annotations
