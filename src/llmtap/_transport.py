@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from llmtap._core.control import HEADER, HEADER_PREFIX
-from llmtap._core.engine import Engine, Get, Join, Reply, RequestFacts, Scan, Send
+from llmtap._core.engine import Engine, Get, Join, Reply, RequestFacts, Run, Send
 from llmtap._core.entry import CacheEntry, encode_entry
 from llmtap._core.exchange import Exchange
 from llmtap._core.key import DEFAULT_KEY_IGNORE
@@ -59,6 +59,11 @@ class TransportCore:
     """Construction and the library-agnostic steps around a flow."""
 
     _lib: ClassVar[ModuleType]
+
+    def __init_subclass__(cls, lib: ModuleType | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if lib is not None:
+            cls._lib = lib
 
     def __init__(
         self,
@@ -107,7 +112,7 @@ class TransportCore:
         self._streams = stream_types(self._lib)
 
     def _default_inner(self) -> Any:
-        raise NotImplementedError  # pragma: no cover
+        raise NotImplementedError  # pragma: no cover (SyncDriver / AsyncDriver define it)
 
     def _operation(self, request: Any) -> tuple[str | None, str | None]:
         """Strip llmtap's headers; the GenAI operation if this is an LLM call, and the
@@ -142,7 +147,8 @@ class TransportCore:
         call = self._engine.describe(facts, operation)
         return None if call is None else self._engine.flow(facts, call)
 
-    def _answer(self, reply: Reply, upstream: Any, is_async: bool) -> Any:
+    def _answer(self, reply: Reply | None, upstream: Any, is_async: bool) -> Any:
+        assert reply is not None, "a flow always ends with a reply"
         lib, exchange = self._lib, reply.exchange
         if reply.kind == "tap" and exchange is not None:
             tee = self._streams.async_tee if is_async else self._streams.tee
@@ -264,34 +270,32 @@ def _head(response: Any) -> tuple[int, list[tuple[str, str]]]:
 class SyncDriver(TransportCore):
     """``handle_request`` for ``httpx.BaseTransport`` / ``httpx2.BaseTransport``."""
 
+    def _default_inner(self) -> Any:
+        return self._lib.HTTPTransport()
+
     def handle_request(self, request: Any) -> Any:
         operation, control = self._operation(request)
-        if operation is None:
-            return self._inner.handle_request(request)
-        request.read()
-        flow = self._begin(request, operation, control)
+        flow = None
+        if operation is not None:
+            request.read()
+            flow = self._begin(request, operation, control)
         if flow is None:
             return self._inner.handle_request(request)
-        upstream: Any = None
-        result: Any = None
-        while True:
-            try:
-                effect = flow.send(result)
-            except StopIteration as stop:
-                return self._answer(stop.value, upstream, is_async=False)
-            if type(effect) is Send:
-                try:
-                    upstream = self._inner.handle_request(self._outgoing(request, effect))
-                except BaseException as exc:
-                    flow.throw(exc)
-                    raise
-                result = _head(upstream)
-            elif type(effect) is Get:
-                result = self._get(effect.key)
-            elif type(effect) is Join:
-                result = self._flights.join(effect.key, effect.exchange)
-            elif type(effect) is Scan:
-                result = self._scan()
+        run = Run(flow)
+        while (effect := run.next()) is not None:
+            run.result = self._perform(effect, request, run)
+        return self._answer(run.reply, run.upstream, is_async=False)
+
+    def _perform(self, effect: Any, request: Any, run: Run) -> Any:
+        if type(effect) is Send:
+            with run.sending():
+                run.upstream = self._inner.handle_request(self._outgoing(request, effect))
+            return _head(run.upstream)
+        if type(effect) is Get:
+            return self._get(effect.key)
+        if type(effect) is Join:
+            return self._flights.join(effect.key, effect.exchange)
+        return self._scan()
 
     def close(self) -> None:
         self._inner.close()
@@ -300,36 +304,33 @@ class SyncDriver(TransportCore):
 class AsyncDriver(TransportCore):
     """``handle_async_request`` for ``httpx.AsyncBaseTransport`` / ``httpx2``'s."""
 
+    def _default_inner(self) -> Any:
+        return self._lib.AsyncHTTPTransport()
+
     async def handle_async_request(self, request: Any) -> Any:
         operation, control = self._operation(request)
-        if operation is None:
-            return await self._inner.handle_async_request(request)
-        await request.aread()
-        flow = self._begin(request, operation, control)
+        flow = None
+        if operation is not None:
+            await request.aread()
+            flow = self._begin(request, operation, control)
         if flow is None:
             return await self._inner.handle_async_request(request)
-        upstream: Any = None
-        result: Any = None
-        while True:
-            try:
-                effect = flow.send(result)
-            except StopIteration as stop:
-                return self._answer(stop.value, upstream, is_async=True)
-            if type(effect) is Send:
-                try:
-                    upstream = await self._inner.handle_async_request(
-                        self._outgoing(request, effect)
-                    )
-                except BaseException as exc:
-                    flow.throw(exc)
-                    raise
-                result = _head(upstream)
-            elif type(effect) is Get:
-                result = await self._aget(effect.key)
-            elif type(effect) is Join:
-                result = await self._flights.ajoin(effect.key, effect.exchange)
-            elif type(effect) is Scan:
-                result = await asyncio.to_thread(self._scan)
+        run = Run(flow)
+        while (effect := run.next()) is not None:
+            run.result = await self._aperform(effect, request, run)
+        return self._answer(run.reply, run.upstream, is_async=True)
+
+    async def _aperform(self, effect: Any, request: Any, run: Run) -> Any:
+        if type(effect) is Send:
+            outgoing = self._outgoing(request, effect)
+            with run.sending():
+                run.upstream = await self._inner.handle_async_request(outgoing)
+            return _head(run.upstream)
+        if type(effect) is Get:
+            return await self._aget(effect.key)
+        if type(effect) is Join:
+            return await self._flights.ajoin(effect.key, effect.exchange)
+        return await asyncio.to_thread(self._scan)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -8,9 +8,6 @@ client = httpx.Client(transport=Transport())
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import ClassVar
-
 import httpx
 
 from llmtap._transport import AsyncDriver, SyncDriver
@@ -18,22 +15,9 @@ from llmtap._transport import AsyncDriver, SyncDriver
 __all__ = ["AsyncTransport", "Transport"]
 
 
-class Transport(SyncDriver, httpx.BaseTransport):
-    """An ``httpx.BaseTransport`` that caches, traces and meters LLM calls.
-
-    Keywords are in API.md, "Transport keywords"; all four transports take the same.
-    """
-
-    _lib: ClassVar[ModuleType] = httpx
-
-    def _default_inner(self) -> httpx.BaseTransport:
-        return httpx.HTTPTransport()
+class Transport(SyncDriver, httpx.BaseTransport, lib=httpx):
+    """An ``httpx.BaseTransport`` that caches, traces and meters LLM calls (keywords: API.md)."""
 
 
-class AsyncTransport(AsyncDriver, httpx.AsyncBaseTransport):
-    """The ``httpx.AsyncBaseTransport`` twin of :class:`Transport`."""
-
-    _lib: ClassVar[ModuleType] = httpx
-
-    def _default_inner(self) -> httpx.AsyncBaseTransport:
-        return httpx.AsyncHTTPTransport()
+class AsyncTransport(AsyncDriver, httpx.AsyncBaseTransport, lib=httpx):
+    """The ``httpx.AsyncBaseTransport`` twin of :class:`Transport`, for ``httpx.AsyncClient``."""

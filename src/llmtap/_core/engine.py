@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -53,6 +54,38 @@ class Send(NamedTuple):
     and send back ``(status, headers)``."""
 
     body: bytes | None = None
+
+
+class Run:
+    """Steps one flow for a driver: hands out effects, takes results, keeps the reply.
+
+    Drivers loop ``while (effect := run.next()) is not None: run.result = ...``;
+    an exception from sending upstream is thrown into the flow (so the call is
+    reported) by :meth:`sending`, and then reaches the caller unchanged.
+    """
+
+    __slots__ = ("_flow", "reply", "result", "upstream")
+
+    def __init__(self, flow: Generator[Any, Any, Reply]) -> None:
+        self._flow = flow
+        self.result: Any = None
+        self.upstream: Any = None
+        self.reply: Reply | None = None
+
+    def next(self) -> Any:
+        try:
+            return self._flow.send(self.result)
+        except StopIteration as stop:
+            self.reply = stop.value
+            return None
+
+    @contextmanager
+    def sending(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException as exc:
+            self._flow.throw(exc)
+            raise
 
 
 @dataclass(slots=True)
