@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmtap._core.key import DEFAULT_KEY_IGNORE, canonical_body, hash_material, key_material
-from llmtap._core.request import LLMCall, classify, parse_body
+from llmtap._core.request import LLMCall, RequestFacts, classify, parse_body
 
 
 def key(
@@ -19,7 +19,8 @@ def key(
     namespace: str = "",
     query: list[tuple[str, str]] | None = None,
 ) -> str:
-    call = LLMCall("chat", "POST", "https", host, 443, path, query or [], body, b"")
+    facts = RequestFacts("POST", "https", host, 443, path, query or [], {}, b"")
+    call = LLMCall("chat", facts, body)
     return hash_material(key_material(call, namespace, DEFAULT_KEY_IGNORE))
 
 

@@ -15,12 +15,12 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from llmtap._core.control import HEADER, HEADER_PREFIX
-from llmtap._core.engine import Engine, Get, Join, Reply, RequestFacts, Run, Send
+from llmtap._core.engine import Engine, Get, Join, Reply, Run, Send
 from llmtap._core.entry import CacheEntry, encode_entry
 from llmtap._core.exchange import Exchange
 from llmtap._core.key import DEFAULT_KEY_IGNORE
 from llmtap._core.policy import CacheWhen, resolve_cache_when, resolve_mode
-from llmtap._core.request import classify
+from llmtap._core.request import RequestFacts, classify
 from llmtap._flight import FlightTable
 from llmtap._streams import stream_types
 from llmtap.cache.base import CacheBackend

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from llmtap._core.answer import AnswerAccumulator
 from llmtap._core.entry import MAGIC, CacheEntry, EntryError, decode_entry, encode_entry
 from llmtap._core.key import canonical_body, hash_material, key_material
-from llmtap._core.request import LLMCall
+from llmtap._core.request import LLMCall, RequestFacts
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -142,17 +142,10 @@ bodies = st.dictionaries(st.text(max_size=8), json_values, max_size=6)
 
 
 def _call(body: dict[str, Any]) -> LLMCall:
-    return LLMCall(
-        "chat",
-        "POST",
-        "https",
-        "api.openai.com",
-        443,
-        "/v1/chat/completions",
-        [],
-        body,
-        orjson.dumps(body),
+    facts = RequestFacts(
+        "POST", "https", "api.openai.com", 443, "/v1/chat/completions", [], {}, orjson.dumps(body)
     )
+    return LLMCall("chat", facts, body)
 
 
 def _key(body: dict[str, Any]) -> str:

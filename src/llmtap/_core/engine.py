@@ -22,9 +22,9 @@ from llmtap._core.entry import CacheEntry, EntryError, decode_entry
 from llmtap._core.exchange import Exchange
 from llmtap._core.explain import miss_message, nearest
 from llmtap._core.key import hash_material, key_material
-from llmtap._core.observe import CallRecord, NullTelemetry, Telemetry
+from llmtap._core.observe import NullTelemetry, Telemetry
 from llmtap._core.policy import decide
-from llmtap._core.request import LLMCall, parse_body
+from llmtap._core.request import LLMCall, RequestFacts, parse_body
 from llmtap._core.usage import UsageHider, needs_usage, with_usage
 
 log = logging.getLogger("llmtap")
@@ -99,21 +99,6 @@ class Reply:
     body: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
-    """The parts of an HTTP request the core reads, library-agnostic."""
-
-    method: str
-    scheme: str
-    host: str
-    port: int
-    path: str
-    query: list[tuple[str, str]]
-    headers: dict[str, str]
-    body: bytes
-    extensions: Any
-
-
 def error_body(kind: str, message: str) -> bytes:
     """An OpenAI-style error document, which every OpenAI SDK turns into an APIError."""
     return orjson.dumps({"error": {"type": kind, "message": message, "param": None, "code": kind}})
@@ -151,18 +136,7 @@ class Engine:
         body = parse_body(facts.body)
         if body is None:
             return None
-        return LLMCall(
-            operation=operation,
-            method=facts.method,
-            scheme=facts.scheme,
-            host=facts.host,
-            port=facts.port,
-            path=facts.path,
-            query=facts.query,
-            body=body,
-            raw_body=facts.body,
-            headers=facts.headers,
-        )
+        return LLMCall(operation, facts, body)
 
     def flow(self, facts: RequestFacts, call: LLMCall) -> Generator[Any, Any, Reply]:
         try:
@@ -235,22 +209,7 @@ class Engine:
         return entry
 
     def hit(self, exchange: Exchange, entry: CacheEntry) -> Reply:
-        exchange.cache = "hit"
-        exchange.status = entry.status
-        now = self.clock()
-        record = CallRecord(
-            call=exchange.call,
-            cache="hit",
-            key=exchange.key,
-            started_at=exchange.started_at,
-            ended_at=now,
-            status=entry.status,
-            entry_age=max(0.0, now - entry.created_at),
-            saved_usage=entry.usage,
-            entry=entry,
-        )
-        exchange._done = True
-        exchange._report(record)
+        exchange.serve(entry)
         return Reply("hit", exchange=exchange, entry=entry)
 
     def _refuse_offline(self, exchange: Exchange, cacheable: bool) -> Generator[Any, Any, Reply]:

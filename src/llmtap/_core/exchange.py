@@ -202,6 +202,19 @@ class Exchange:
         self._report(self._record(self.clock(), False, error, False))
         self.settle()
 
+    def serve(self, entry: CacheEntry) -> None:
+        """The call is answered from the store: report it as a hit, now."""
+        if self._done:
+            return
+        self._done = True
+        self.cache = "hit"
+        self.status = entry.status
+        record = self._record(self.clock(), True, None, True)
+        record.entry_age = max(0.0, record.ended_at - entry.created_at)
+        record.saved_usage = entry.usage
+        record.entry = entry
+        self._report(record)
+
     def on_settled(self, callback: Callable[[], None]) -> None:
         self._on_settled.append(callback)
 

@@ -7,7 +7,7 @@ and the path alone, so pass-through traffic is never parsed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -45,20 +45,56 @@ def parse_body(raw: bytes) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-@dataclass(slots=True)
-class LLMCall:
-    """One intercepted call, as the core sees it."""
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """The parts of an HTTP request the core reads, library-agnostic.
 
-    operation: str
+    ``headers`` holds only what llmtap reads (its cache control header and the
+    SDK's retry count), never credentials.
+    """
+
     method: str
     scheme: str
     host: str
     port: int
     path: str
     query: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes
+    extensions: Any = None
+
+
+@dataclass(slots=True)
+class LLMCall:
+    """One intercepted call, as the core sees it: the request and its JSON body."""
+
+    operation: str
+    request: RequestFacts
     body: dict[str, Any]
-    raw_body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    @property
+    def host(self) -> str:
+        return self.request.host
+
+    @property
+    def port(self) -> int:
+        return self.request.port
+
+    @property
+    def path(self) -> str:
+        return self.request.path
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        return self.request.query
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.request.headers
 
     @property
     def model(self) -> str | None:
