@@ -473,3 +473,43 @@ def test_pool_is_bounded(backend: RedisCache) -> None:
         assert len(small.client.connection_pool._connections) <= 2
     finally:
         small.close()
+
+
+def test_cli_cache_commands_over_redis(
+    server: RedisServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmtap import FileCache
+    from llmtap.cli import main
+
+    url = server.url.rsplit("/", 1)[0] + "/5"  # a database of its own, default prefix
+    store = RedisCache(url)
+    now = time.time()
+    keys = ["a" * 64, "b" * 64, "c" * 64]
+    store.set(keys[0], make_entry("fresh", created=now))
+    store.set(keys[1], make_entry("streamed", stream=True, created=now))
+    store.set(keys[2], make_entry("ancient", created=now - 40 * 86400))
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        code = main(["cache", *argv, "--redis-url", url])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    try:
+        code, out, _ = cli("stats")
+        assert code == 0 and "entries: 3" in out and "redis" in out
+        code, out, _ = cli("ls")
+        assert code == 0 and out.splitlines()[-1] == "3 entries"
+        code, out, _ = cli("show", "bbbb")
+        assert code == 0 and "streamed" in out
+        assert cli("show", "nope")[0] == 2
+        assert cli("prune", "--older-than", "7d")[0] == 0
+        assert store.get(keys[2]) is None and store.get(keys[0]) is not None
+        code, _, _ = cli("export", str(tmp_path / "out"))
+        assert code == 0 and len(list(FileCache(tmp_path / "out").iter_entries())) == 2
+        assert cli("clear")[0] == 0
+        assert list(store.iter_entries()) == []
+        code, _, _ = cli("import", str(tmp_path / "out"))
+        assert code == 0 and store.get(keys[1]) is not None
+    finally:
+        store.clear()
+        store.close()
