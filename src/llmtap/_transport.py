@@ -32,8 +32,15 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _RETRY_HEADER = "x-stainless-retry-count"
 
 
+_RAW_PREFIX = HEADER_PREFIX.encode()
+
+
 def _strip_control(headers: Any) -> str | None:
     """Remove every ``x-llmtap-*`` header; return the cache control value if any."""
+    # Scan the raw byte pairs first: iterating ``Headers`` decodes every name, and
+    # almost no request carries our headers.
+    if not any(name.lower().startswith(_RAW_PREFIX) for name, _ in headers.raw):
+        return None
     control = None
     names = [name for name in headers if name.startswith(HEADER_PREFIX)]
     if names:
@@ -134,7 +141,7 @@ class TransportCore:
             host=url.host,
             port=url.port or _DEFAULT_PORTS.get(url.scheme, 0),
             path=url.path,
-            query=list(url.params.multi_items()),
+            query=list(url.params.multi_items()) if url.query else [],
             headers=headers,
             body=request.content,
             extensions=request.extensions.get("llmtap"),

@@ -97,6 +97,7 @@ class Metrics:
         self.registry = REGISTRY if registry is None else registry
         self.namespace = namespace
         self.model = _ModelCap(MAX_MODELS)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._exemplars = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
         ns = namespace
 
@@ -189,6 +190,16 @@ class Metrics:
 
     # -- recording (called by the telemetry observation) -----------------------
 
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, cached: ``labels()`` takes a lock and validates the
+        values on every call, and one call records up to ten series. Children are never
+        removed (see the module docstring), so a cached child never goes stale."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
+
     def exemplar(self, trace_id: int | None) -> dict[str, str] | None:
         if trace_id is None or not self._exemplars:
             return None
@@ -198,19 +209,19 @@ class Metrics:
         for token_type, count in (("input", usage.input), ("output", usage.output)):
             if count is None:
                 continue
-            self.tokens.labels(*base, token_type).inc(count)
-            self.request_tokens.labels(*base, token_type).observe(count, ex)
+            self.child(self.tokens, *base, token_type).inc(count)
+            self.child(self.request_tokens, *base, token_type).observe(count, ex)
         if usage.cache_read:
-            self.cached_input.labels(*base).inc(usage.cache_read)
+            self.child(self.cached_input, *base).inc(usage.cache_read)
         if usage.reasoning:
-            self.reasoning_output.labels(*base).inc(usage.reasoning)
+            self.child(self.reasoning_output, *base).inc(usage.reasoning)
 
     def finished(self, base: tuple[str, str, str], reasons: Iterable[str]) -> None:
         for reason in reasons:
             label = reason if reason in FINISH_REASONS else OTHER
-            self.finish_reasons.labels(*base, label).inc()
+            self.child(self.finish_reasons, *base, label).inc()
 
     def saved(self, base: tuple[str, str, str], usage: Usage) -> None:
         for token_type, count in (("input", usage.input), ("output", usage.output)):
             if count:
-                self.cache_saved.labels(*base, token_type).inc(count)
+                self.child(self.cache_saved, *base, token_type).inc(count)

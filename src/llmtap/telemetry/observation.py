@@ -73,13 +73,13 @@ class SpanTelemetry:
         base: tuple[str, str, str] | None = None
         if self._metrics is not None:
             base = (call.operation, provider, self._metrics.model(call.model))
-            self._metrics.in_flight.labels(*base).inc()
+            self._metrics.child(self._metrics.in_flight, *base).inc()
         return _Observation(self, call, provider, span if recording else None, base)
 
     def cache_error(self, backend: str, op: str) -> None:
         try:
             if self._metrics is not None:
-                self._metrics.cache_errors.labels(backend, op).inc()
+                self._metrics.child(self._metrics.cache_errors, backend, op).inc()
         except Exception:
             log.warning("llmtap: telemetry failed", exc_info=True)
 
@@ -196,14 +196,14 @@ def _describe(record: CallRecord) -> str:
 def _prometheus(
     metrics: Metrics, base: tuple[str, str, str], record: CallRecord, trace_id: int | None
 ) -> None:
-    metrics.in_flight.labels(*base).dec()
+    metrics.child(metrics.in_flight, *base).dec()
     stream = "true" if record.call.stream else "false"
-    metrics.requests.labels(*base, stream, record.outcome, record.cache).inc()
+    metrics.child(metrics.requests, *base, stream, record.outcome, record.cache).inc()
     if record.error_type is not None:
-        metrics.errors.labels(*base, record.error_type).inc()
+        metrics.child(metrics.errors, *base, record.error_type).inc()
     ex = metrics.exemplar(trace_id)
     duration = max(0.0, record.ended_at - record.started_at)
-    metrics.duration.labels(*base, stream, record.cache).observe(duration, ex)
+    metrics.child(metrics.duration, *base, stream, record.cache).observe(duration, ex)
     if record.cache == "hit":
         saved = semconv.read_usage(record.saved_usage)
         if saved is not None:
@@ -219,13 +219,13 @@ def _prometheus(
     if not record.call.stream or record.status is None or not 200 <= record.status < 300:
         return
     if usage is None:
-        metrics.stream_usage_missing.labels(*base).inc()
+        metrics.child(metrics.stream_usage_missing, *base).inc()
     first, last = facts.first_token_at, facts.last_token_at
     if first is None:
         return
-    metrics.ttft.labels(*base).observe(max(0.0, first - record.started_at), ex)
+    metrics.child(metrics.ttft, *base).observe(max(0.0, first - record.started_at), ex)
     if usage is not None and usage.output and usage.output > 1 and last is not None:
-        metrics.tpot.labels(*base).observe(max(0.0, last - first) / (usage.output - 1), ex)
+        metrics.child(metrics.tpot, *base).observe(max(0.0, last - first) / (usage.output - 1), ex)
 
 
 def _otel(otel: OtelMetrics, call: LLMCall, provider: str, record: CallRecord) -> None:
