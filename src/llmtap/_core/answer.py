@@ -47,16 +47,17 @@ class AnswerFacts:
 class AnswerAccumulator:
     """Feed it the decoded bytes of an answer; read :attr:`facts` at any time."""
 
-    __slots__ = ("_buffer", "_stream", "facts")
+    __slots__ = ("_buffer", "_parts", "_stream", "facts")
 
     def __init__(self, stream: bool) -> None:
         self._stream = stream
         self._buffer = b""
+        self._parts: list[bytes] = []
         self.facts = AnswerFacts()
 
     def feed(self, data: bytes, now: float) -> None:
         if not self._stream:
-            self._buffer += data
+            self._parts.append(data)  # joined once at the end: no quadratic copying
             return
         buffer = self._buffer + data
         if b"\r" in buffer:
@@ -92,12 +93,12 @@ class AnswerAccumulator:
         return ended and finished
 
     def _absorb_document(self) -> None:
+        document, self._parts = b"".join(self._parts), []
         try:
-            obj = orjson.loads(self._buffer)
+            obj = orjson.loads(document)
         except orjson.JSONDecodeError:
             self.facts.error = "invalid_json"
             return
-        self._buffer = b""
         if not isinstance(obj, dict):
             self.facts.error = "invalid_json"
             return

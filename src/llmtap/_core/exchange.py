@@ -186,7 +186,8 @@ class Exchange:
                     self._decoded.append(tail)
                     self._chunks.append(len(tail))
                     accumulator.feed(tail, now)
-            accumulator.end_of_body(now)
+            if self._storable or not getattr(self.observation, "passive", False):
+                accumulator.end_of_body(now)
         complete = accumulator is not None and accumulator.complete(ended and error is None)
         record = self._record(now, complete, error, ended)
         self._report(record)

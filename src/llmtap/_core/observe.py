@@ -66,6 +66,10 @@ class Telemetry(Protocol):
 class _NullObservation:
     __slots__ = ()
 
+    #: Nobody reads the answer's facts: the exchange may skip parsing a whole
+    #: JSON answer it is not storing.
+    passive = True
+
     def end(self, record: CallRecord) -> None:
         pass
 

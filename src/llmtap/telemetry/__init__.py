@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmtap._core.observe import Telemetry
+from opentelemetry import trace
+
+from llmtap._core.observe import NullTelemetry, Telemetry
 from llmtap.telemetry.content import capture_mode
 from llmtap.telemetry.metrics import Metrics
 from llmtap.telemetry.observation import SpanTelemetry, tracer_for
@@ -29,6 +31,12 @@ def build_telemetry(
         raise TypeError(f"metrics must be a llmtap.Metrics or None, got {metrics!r}")
     if provider is not None and (not isinstance(provider, str) or not provider):
         raise TypeError(f"provider must be a non-empty str or None, got {provider!r}")
+    if (
+        metrics is None
+        and meter_provider is None
+        and isinstance(tracer_provider, trace.NoOpTracerProvider)
+    ):
+        return NullTelemetry()  # nothing to report: skip the per-call telemetry work
     return SpanTelemetry(
         tracer_for(tracer_provider),
         metrics,
