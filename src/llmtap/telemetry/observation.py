@@ -24,6 +24,7 @@ from llmtap._core.request import LLMCall
 from llmtap.telemetry import content, semconv
 from llmtap.telemetry.metrics import Metrics
 from llmtap.telemetry.otel_metrics import OtelMetrics
+from llmtap.telemetry.semconv import Usage
 
 log = logging.getLogger("llmtap")
 
@@ -59,17 +60,19 @@ class SpanTelemetry:
 
     def _begin(self, call: LLMCall, now: float) -> Observation:
         provider = self._provider or semconv.provider_for_host(call.host)
+        # Request attributes go in with the start ones: one attribute pass in the SDK
+        # instead of two (samplers simply see a few more attributes).
+        attributes = semconv.start_attributes(call, provider)
+        attributes.update(semconv.request_attributes(call, provider))
         span = self._tracer.start_span(
             semconv.span_name(call),
             kind=SpanKind.CLIENT,
-            attributes=semconv.start_attributes(call, provider),
+            attributes=attributes,
             start_time=int(now * _NS),
         )
         recording = span.is_recording()
         if not recording and self._metrics is None and self._otel is None:
             return _NULL
-        if recording:
-            span.set_attributes(semconv.request_attributes(call, provider))
         base: tuple[str, str, str] | None = None
         if self._metrics is not None:
             base = (call.operation, provider, self._metrics.model(call.model))
@@ -108,23 +111,30 @@ class _Observation:
         self._ended = True
         owner, span = self._owner, self._span
         trace_id = None
+        # Read once: the span, Prometheus and the OTel metrics all need the counts.
+        hit = record.cache == "hit"
+        facts = record.facts
+        usage = None if hit or facts is None else semconv.read_usage(facts.usage)
+        saved = semconv.read_usage(record.saved_usage) if hit else None
         try:
             if span is not None:
                 context = span.get_span_context()
                 if context.trace_flags.sampled:
                     trace_id = context.trace_id
-                self._finish_span(span, record)
+                self._finish_span(span, record, usage, saved)
         finally:
             try:
                 if owner._metrics is not None and self._base is not None:
-                    _prometheus(owner._metrics, self._base, record, trace_id)
+                    _prometheus(owner._metrics, self._base, record, trace_id, usage, saved)
                 if owner._otel is not None:
-                    _otel(owner._otel, self._call, self._provider, record)
+                    _otel(owner._otel, self._call, self._provider, record, usage)
             finally:
                 if span is not None:
                     span.end(end_time=int(record.ended_at * _NS))
 
-    def _finish_span(self, span: Span, record: CallRecord) -> None:
+    def _finish_span(
+        self, span: Span, record: CallRecord, usage: Usage | None, saved: Usage | None
+    ) -> None:
         attrs: dict[str, Any] = {"llmtap.cache.result": record.cache}
         if record.key is not None:
             attrs["llmtap.cache.key"] = record.key
@@ -135,7 +145,6 @@ class _Observation:
         if facts is not None:
             attrs.update(semconv.response_attributes(facts, self._provider))
             if not hit:
-                usage = semconv.read_usage(facts.usage)
                 if usage is not None:
                     attrs.update(semconv.usage_attributes(usage))
                 if self._call.stream and facts.first_token_at is not None:
@@ -144,7 +153,6 @@ class _Observation:
         if hit:
             if record.entry_age is not None:
                 attrs["llmtap.cache.age_seconds"] = record.entry_age
-            saved = semconv.read_usage(record.saved_usage)
             if saved is not None:
                 if saved.input is not None:
                     attrs["llmtap.cache.saved.input_tokens"] = saved.input
@@ -194,7 +202,12 @@ def _describe(record: CallRecord) -> str:
 
 
 def _prometheus(
-    metrics: Metrics, base: tuple[str, str, str], record: CallRecord, trace_id: int | None
+    metrics: Metrics,
+    base: tuple[str, str, str],
+    record: CallRecord,
+    trace_id: int | None,
+    usage: Usage | None,
+    saved: Usage | None,
 ) -> None:
     metrics.child(metrics.in_flight, *base).dec()
     stream = "true" if record.call.stream else "false"
@@ -205,14 +218,12 @@ def _prometheus(
     duration = max(0.0, record.ended_at - record.started_at)
     metrics.child(metrics.duration, *base, stream, record.cache).observe(duration, ex)
     if record.cache == "hit":
-        saved = semconv.read_usage(record.saved_usage)
         if saved is not None:
             metrics.saved(base, saved)
         return
     facts = record.facts
     if facts is None:
         return
-    usage = semconv.read_usage(facts.usage)
     if usage is not None:
         metrics.tokens_used(base, usage, ex)
     metrics.finished(base, facts.ordered_finish_reasons())
@@ -228,7 +239,9 @@ def _prometheus(
         metrics.child(metrics.tpot, *base).observe(max(0.0, last - first) / (usage.output - 1), ex)
 
 
-def _otel(otel: OtelMetrics, call: LLMCall, provider: str, record: CallRecord) -> None:
+def _otel(
+    otel: OtelMetrics, call: LLMCall, provider: str, record: CallRecord, usage: Usage | None
+) -> None:
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": call.operation,
         "gen_ai.provider.name": provider,
@@ -248,7 +261,6 @@ def _otel(otel: OtelMetrics, call: LLMCall, provider: str, record: CallRecord) -
     )
     if record.cache == "hit" or facts is None:
         return
-    usage = semconv.read_usage(facts.usage)
     if usage is not None:
         for token_type, count in (("input", usage.input), ("output", usage.output)):
             if count is not None:
