@@ -110,15 +110,18 @@ class AnswerAccumulator:
 
     def _event(self, raw: bytes, now: float) -> None:
         kind = b""
-        data: list[bytes] = []
-        for line in raw.split(b"\n"):
-            if line.startswith(b"data:"):
-                data.append(line[5:].removeprefix(b" "))
-            elif line.startswith(b"event:"):
-                kind = line[6:].strip()
-        if not data:
-            return
-        payload = b"\n".join(data)
+        if raw.startswith(b"data: ") and b"\n" not in raw:
+            payload = raw[6:]  # the common case: one data line (chat and completions chunks)
+        else:
+            data: list[bytes] = []
+            for line in raw.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data.append(line[5:].removeprefix(b" "))
+                elif line.startswith(b"event:"):
+                    kind = line[6:].strip()
+            if not data:
+                return
+            payload = b"\n".join(data)
         self.facts.events += 1
         if payload.strip() == b"[DONE]":
             self.facts.terminal = True
@@ -140,23 +143,39 @@ class AnswerAccumulator:
 
     def _absorb(self, obj: dict[str, Any], now: float | None) -> None:
         facts = self.facts
-        facts.response_id = obj.get("id") or facts.response_id
-        facts.response_model = obj.get("model") or facts.response_model
-        facts.system_fingerprint = obj.get("system_fingerprint") or facts.system_fingerprint
-        facts.service_tier = obj.get("service_tier") or facts.service_tier
-        if obj.get("usage") is not None:
-            facts.usage = obj["usage"]
+        if facts.response_id is None:  # the same on every chunk: read it once
+            facts.response_id = obj.get("id")
+            facts.response_model = obj.get("model")
+        if facts.system_fingerprint is None:
+            facts.system_fingerprint = obj.get("system_fingerprint")
+        if facts.service_tier is None:
+            facts.service_tier = obj.get("service_tier")
+        usage = obj.get("usage")
+        if usage is not None:
+            facts.usage = usage
         for choice in obj.get("choices") or ():
             if not isinstance(choice, dict):
                 continue
             index = choice.get("index", 0)
             facts.choices.add(index)
-            if choice.get("finish_reason"):
-                facts.finish_reasons[index] = choice["finish_reason"]
-            text = _choice_text(choice)
-            if text is not None:
-                facts.outputs.setdefault(index, []).append(text)
-            if now is not None and _has_token(choice):
+            reason = choice.get("finish_reason")
+            if reason:
+                facts.finish_reasons[index] = reason
+            delta = choice.get("delta")
+            if delta is None:
+                delta = choice.get("message")
+            if isinstance(delta, dict):
+                text = delta.get("content")
+                token = bool(text or delta.get("tool_calls") or delta.get("refusal"))
+            else:
+                text = choice.get("text")
+                token = bool(text)
+            if isinstance(text, str):
+                outputs = facts.outputs.get(index)
+                if outputs is None:
+                    outputs = facts.outputs[index] = []
+                outputs.append(text)
+            if token and now is not None:
                 facts.first_token_at = facts.first_token_at or now
                 facts.last_token_at = now
 
@@ -197,22 +216,6 @@ def _error_message(obj: dict[str, Any]) -> str:
     if isinstance(error, dict):
         return str(error.get("message") or error.get("type") or "error")
     return str(error or obj.get("message") or "error")
-
-
-def _choice_text(choice: dict[str, Any]) -> str | None:
-    delta = choice.get("delta") or choice.get("message")
-    if isinstance(delta, dict):
-        content = delta.get("content")
-        return content if isinstance(content, str) else None
-    text = choice.get("text")
-    return text if isinstance(text, str) else None
-
-
-def _has_token(choice: dict[str, Any]) -> bool:
-    delta = choice.get("delta")
-    if isinstance(delta, dict):
-        return bool(delta.get("content") or delta.get("tool_calls") or delta.get("refusal"))
-    return bool(choice.get("text"))
 
 
 def _responses_finish_reason(response: dict[str, Any]) -> str:

@@ -46,6 +46,7 @@ class Exchange:
         "_decoder",
         "_done",
         "_on_settled",
+        "_quiet",
         "_storable",
         "cache",
         "call",
@@ -93,6 +94,7 @@ class Exchange:
         self._decoded: list[bytes] = []
         self._chunks: list[int] = []
         self._storable = False
+        self._quiet = False
         self._done = False
         self._on_settled: list[Callable[[], None]] = []
 
@@ -115,6 +117,9 @@ class Exchange:
         self._storable = self.decision.write and 200 <= status < 300
         if self.hider is not None and (encoding or not stream or not 200 <= status < 300):
             self.hider = None  # only a plain 2xx event stream is filtered
+        # Nothing to store and nobody to tell: pass the body through untouched.
+        passive = getattr(self.observation, "passive", False)
+        self._quiet = passive and not self._storable and self.hider is None
         try:
             self._decoder = Decoder(encoding) if encoding else None
         except UnsupportedEncoding as exc:
@@ -129,7 +134,7 @@ class Exchange:
         """One chunk of upstream's body; returns what the caller is handed (the chunk
         itself, unless ``ensure_stream_usage`` hides the usage chunk)."""
         accumulator = self._accumulator
-        if accumulator is None or self._done:
+        if accumulator is None or self._done or self._quiet:
             return chunk
         if self.hider is not None:
             accumulator.feed(chunk, self.clock())
