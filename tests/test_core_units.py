@@ -158,3 +158,37 @@ def test_unknown_encoding_is_refused() -> None:
 
     with pytest.raises(UnsupportedEncoding):
         Decoder("compress")
+
+
+def _one_choice_stream(words: int) -> bytes:
+    head = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"role":"assistant"},'
+    events = [head + b'"finish_reason":null}]}\n\n']
+    for i in range(words):
+        events.append(
+            b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"w%d "},'
+            b'"finish_reason":null}],"usage":null}\n\n' % i
+        )
+    events.append(
+        b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"length"}]'
+        b',"usage":null}\n\n'
+    )
+    events.append(
+        b'data: {"id":"c","model":"m","choices":[],"usage":{"prompt_tokens":3,'
+        b'"completion_tokens":%d}}\n\ndata: [DONE]\n\n' % words
+    )
+    return b"".join(events)
+
+
+@pytest.mark.parametrize("stream", [_one_choice_stream(30), STREAM], ids=["n1", "n2"])
+def test_skipping_middle_chunks_without_content_capture_keeps_every_fact(stream: bytes) -> None:
+    def facts(keep_text: bool) -> object:
+        acc = AnswerAccumulator(stream=True, keep_text=keep_text)
+        for i, event in enumerate(stream.split(b"\n\n")[:-1]):
+            acc.feed(event + b"\n\n", float(i))
+        acc.end_of_body(999.0)
+        assert acc.complete(ended=True)
+        f = acc.facts
+        return (f.usage, f.ordered_finish_reasons(), f.response_id, f.first_token_at,
+                f.last_token_at, f.terminal, f.events)  # fmt: skip
+
+    assert facts(keep_text=False) == facts(keep_text=True)

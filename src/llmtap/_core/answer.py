@@ -18,6 +18,7 @@ _EVENT_END = b"\n\n"
 _RESPONSE_EVENTS = ("response.created", "response.in_progress", "response.completed")
 _RESPONSE_TERMINAL = "response.completed"
 _RESPONSE_FAILURES = ("response.failed", "error")
+_ONLY_FIRST = frozenset({0})
 
 
 @dataclass(slots=True)
@@ -47,10 +48,11 @@ class AnswerFacts:
 class AnswerAccumulator:
     """Feed it the decoded bytes of an answer; read :attr:`facts` at any time."""
 
-    __slots__ = ("_buffer", "_parts", "_stream", "facts")
+    __slots__ = ("_buffer", "_keep_text", "_parts", "_stream", "facts")
 
-    def __init__(self, stream: bool) -> None:
+    def __init__(self, stream: bool, keep_text: bool = True) -> None:
         self._stream = stream
+        self._keep_text = keep_text
         self._buffer = b""
         self._parts: list[bytes] = []
         self.facts = AnswerFacts()
@@ -112,6 +114,10 @@ class AnswerAccumulator:
         kind = b""
         if raw.startswith(b"data: ") and b"\n" not in raw:
             payload = raw[6:]  # the common case: one data line (chat and completions chunks)
+            if self._plain_middle(payload):
+                self.facts.events += 1
+                self.facts.last_token_at = now
+                return
         else:
             data: list[bytes] = []
             for line in raw.split(b"\n"):
@@ -140,6 +146,25 @@ class AnswerAccumulator:
             self.facts.error = _error_message(obj)
         else:
             self._absorb(obj, now)
+
+    def _plain_middle(self, payload: bytes) -> bool:
+        """A middle chunk of a one-choice stream that can only carry more text.
+
+        Once the ids and the first token are known, such a chunk changes nothing
+        but the last-token time, unless its text is wanted (content capture). The
+        byte checks are conservative: anything else is parsed.
+        """
+        facts = self.facts
+        return (
+            not self._keep_text
+            and facts.first_token_at is not None
+            and facts.choices == _ONLY_FIRST
+            and b'"finish_reason":null' in payload
+            and b'"usage":{' not in payload
+            and b'"error"' not in payload
+            and b'"index":0' in payload
+            and b'"index":1' not in payload
+        )
 
     def _absorb(self, obj: dict[str, Any], now: float | None) -> None:
         facts = self.facts

@@ -113,7 +113,9 @@ class Exchange:
             elif lower == "content-encoding":
                 encoding = value
         stream = _EVENT_STREAM in content_type
-        self._accumulator = AnswerAccumulator(stream)
+        self._accumulator = AnswerAccumulator(
+            stream, keep_text=getattr(self.observation, "wants_text", True)
+        )
         self._storable = self.decision.write and 200 <= status < 300
         if self.hider is not None and (encoding or not stream or not 200 <= status < 300):
             self.hider = None  # only a plain 2xx event stream is filtered

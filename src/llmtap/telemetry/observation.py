@@ -90,6 +90,12 @@ class SpanTelemetry:
 class _Observation:
     __slots__ = ("_base", "_call", "_ended", "_owner", "_provider", "_span")
 
+    @property
+    def wants_text(self) -> bool:
+        """Whether the answer's text is needed (content capture): if not, the exchange may
+        skip parsing the middle chunks of a stream."""
+        return self._span is not None and self._owner._capture != "NO_CONTENT"
+
     def __init__(
         self,
         owner: SpanTelemetry,
