@@ -644,7 +644,8 @@ def test_latency_and_chunk_delay_are_measurable(fake: FakeUpstream, mode: str) -
     # Events arrive spread out, as produced, not all at once at the end.
     assert len(arrivals) > 10
     assert arrivals[-1] - arrivals[0] >= 0.03 * (len(arrivals) - 1) * 0.8
-    assert arrivals[1] - arrivals[0] >= 0.02
+    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
+    assert gaps[len(gaps) // 2] >= 0.02  # typically one event per read, a delay apart
 
 
 async def test_chunk_delay_does_not_block_the_event_loop() -> None:
