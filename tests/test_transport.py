@@ -302,3 +302,50 @@ def test_record_warns_when_the_system_fingerprint_changes(
     finally:
         h.close()
     assert "system_fingerprint changed from fp_one to fp_two" in caplog.text
+
+
+@pytest.mark.parametrize("lib_name", ["httpx", "httpx2"])
+def test_cache_facts_are_in_response_extensions(lib_name: str) -> None:
+    import importlib
+
+    from llmtap.testing import FakeUpstream
+
+    lib = importlib.import_module(lib_name)
+    shells = importlib.import_module(f"llmtap.{lib_name}")
+    transport = shells.Transport(
+        transport=lib.MockTransport(FakeUpstream()), cache=MemoryCache(), metrics=None
+    )
+    url = "https://api.openai.com/v1/chat/completions"
+    with lib.Client(transport=transport) as client:
+        first, second = (client.post(url, json=chat()) for _ in range(2))
+        unseeded = client.post(url, json=chat(seed=None))
+    assert first.extensions["llmtap_cache"] == "miss"
+    assert second.extensions["llmtap_cache"] == "hit"
+    assert first.extensions["llmtap_cache_key"] == second.headers["x-llmtap-cache-key"]
+    assert unseeded.extensions["llmtap_cache"] == "bypass"
+    assert "llmtap_cache_key" not in unseeded.extensions
+
+
+@pytest.mark.parametrize("lib_name", ["httpx", "httpx2"])
+async def test_closing_the_transport_closes_the_inner_one(lib_name: str) -> None:
+    import importlib
+
+    lib = importlib.import_module(lib_name)
+    shells = importlib.import_module(f"llmtap.{lib_name}")
+    closed: list[str] = []
+
+    class Inner(lib.MockTransport):  # type: ignore[misc,name-defined]
+        def close(self) -> None:
+            closed.append("sync")
+
+        async def aclose(self) -> None:
+            closed.append("async")
+
+    inner = Inner(lambda request: lib.Response(200))
+    with lib.Client(transport=shells.Transport(transport=inner, cache=None, metrics=None)):
+        pass
+    async with lib.AsyncClient(
+        transport=shells.AsyncTransport(transport=inner, cache=None, metrics=None)
+    ):
+        pass
+    assert closed == ["sync", "async"]
