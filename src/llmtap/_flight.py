@@ -202,48 +202,36 @@ class FlightTable:
             yield ("sleep", (self.poll,))
 
     def _drive(self, key: str) -> tuple[bool, str | None]:
-        flow, remote = self._remote_flow(key), self.remote
-        assert remote is not None
-        result: Any = None
-        token = None
+        run, remote = _LockRun(self._remote_flow(key)), self.remote
         try:
-            while True:
-                op, args = flow.send(result)
+            while (step := run.next()) is not None:
+                op, args = step
                 if op == "sleep":
                     time.sleep(*args)
-                    result = None
-                    continue
-                result = getattr(remote, op)(*args)
-                if op == "try_lock":
-                    token = result
-        except StopIteration as stop:
-            self._recovered()
-            return bool(stop.value), token
+                    run.result = None
+                else:
+                    run.result = getattr(remote, op)(*args)
         except Exception as exc:
             self._failed(exc)
-            return False, token
+            return False, run.token
+        self._recovered()
+        return run.stored, run.token
 
     async def _adrive(self, key: str) -> tuple[bool, str | None]:
-        flow, remote = self._remote_flow(key), self.remote
-        assert remote is not None
-        result: Any = None
-        token = None
+        run, remote = _LockRun(self._remote_flow(key)), self.remote
         try:
-            while True:
-                op, args = flow.send(result)
+            while (step := run.next()) is not None:
+                op, args = step
                 if op == "sleep":
                     await asyncio.sleep(*args)
-                    result = None
-                    continue
-                result = await getattr(remote, "a" + op)(*args)
-                if op == "try_lock":
-                    token = result
-        except StopIteration as stop:
-            self._recovered()
-            return bool(stop.value), token
+                    run.result = None
+                else:
+                    run.result = await getattr(remote, "a" + op)(*args)
         except Exception as exc:
             self._failed(exc)
-            return False, token
+            return False, run.token
+        self._recovered()
+        return run.stored, run.token
 
     def _unlock(self, key: str, token: str | None) -> None:
         if token is None or self.remote is None:
@@ -276,3 +264,27 @@ class FlightTable:
         if self._on_recovered is not None:
             self._on_recovered("lock")
         self._warned = False
+
+
+class _LockRun:
+    """Steps the lock flow for a driver and keeps the lock token it took."""
+
+    __slots__ = ("_flow", "_op", "result", "stored", "token")
+
+    def __init__(self, flow: Generator[_Op, Any, bool]) -> None:
+        self._flow = flow
+        self._op = ""
+        self.result: Any = None
+        self.stored = False
+        self.token: str | None = None
+
+    def next(self) -> _Op | None:
+        if self._op == "try_lock":
+            self.token = self.result
+        try:
+            step = self._flow.send(self.result)
+        except StopIteration as stop:
+            self.stored = bool(stop.value)
+            return None
+        self._op = step[0]
+        return step

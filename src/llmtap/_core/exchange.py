@@ -15,7 +15,7 @@ from typing import Any
 from llmtap._core.answer import AnswerAccumulator
 from llmtap._core.control import CacheControl
 from llmtap._core.decode import Decoder, UnsupportedEncoding
-from llmtap._core.entry import CacheEntry, allowed_headers, encode_entry
+from llmtap._core.entry import CacheEntry, allowed_headers
 from llmtap._core.observe import CallRecord, Observation
 from llmtap._core.policy import Decision
 from llmtap._core.request import LLMCall
@@ -311,7 +311,3 @@ def _outcome_of(error: BaseException) -> tuple[str, str]:
     if isinstance(error, Exception):
         return "error", _error_type(error)
     return "cancelled", _error_type(error)
-
-
-def encode_for_store(entry: CacheEntry) -> bytes:
-    return encode_entry(entry)
