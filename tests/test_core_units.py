@@ -73,6 +73,31 @@ def test_entry_round_trip_keeps_chunk_boundaries() -> None:
     assert decoded.system_fingerprint == "fp" and decoded.usage == {"prompt_tokens": 1}
 
 
+def test_format_1_entries_written_before_the_key_material_section_still_serve() -> None:
+    import orjson
+
+    meta = {
+        "status": 200, "headers": [["content-type", "text/event-stream"]], "created_at": 1.5,
+        "expires_at": None, "chunks": [1, 2, 3], "system_fingerprint": "fp",
+        "summary": {"model": "m"}, "key_material": {"body": {"model": "m"}}, "usage": None,
+    }  # fmt: skip
+    blob = orjson.dumps(meta)
+    old = b"llmtap-entry:1\n" + len(blob).to_bytes(4, "big") + blob + b"abcdef"
+    decoded = decode_entry(old)
+    assert decoded.iter_chunks() == [b"a", b"bc", b"def"]
+    assert decoded.key_material == {"body": {"model": "m"}} and decoded.response is None
+
+
+def test_a_hit_reads_no_key_material_but_the_cli_does() -> None:
+    raw = encode_entry(entry([1, 2, 3]))
+    assert decode_entry(raw, material=False).key_material == {}
+    assert decode_entry(raw).key_material == {"body": {"model": "m"}}
+    broken = raw.replace(b'{"body":{"model":"m"}}', b'{"body":{"model":"m"}]')
+    assert decode_entry(broken, material=False).iter_chunks() == [b"a", b"bc", b"def"]
+    with pytest.raises(EntryError, match="key material"):
+        decode_entry(broken)
+
+
 @pytest.mark.parametrize(
     "raw",
     [

@@ -138,7 +138,7 @@ def test_damaged_entry_is_a_warned_miss(
     bad = {
         "garbage": b"\x00\xffnot an entry at all" * 10,
         "truncated": good[: len(good) // 2],
-        "future_version": good.replace(b"llmtap-entry:1\n", b"llmtap-entry:9\n", 1),
+        "future_version": good.replace(b"llmtap-entry:2\n", b"llmtap-entry:9\n", 1),
         "empty": b"",
         "truncated_meta": good[:30],
     }[damage]

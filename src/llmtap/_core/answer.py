@@ -45,6 +45,35 @@ class AnswerFacts:
         return [self.finish_reasons.get(i, "error") for i in indices]
 
 
+def response_summary(facts: AnswerFacts) -> dict[str, Any]:
+    """What a hit's span reports about the recorded answer, kept with the entry."""
+    return {
+        "id": facts.response_id,
+        "model": facts.response_model,
+        "service_tier": facts.service_tier,
+        "finish_reasons": facts.ordered_finish_reasons(),
+    }
+
+
+def summary_facts(summary: dict[str, Any], fingerprint: str | None) -> AnswerFacts | None:
+    """:func:`response_summary` read back; ``None`` if the stored one is not well-formed."""
+    reasons = summary.get("finish_reasons")
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        return None
+    facts = AnswerFacts(system_fingerprint=fingerprint, terminal=True)
+    for name, attr in (
+        ("id", "response_id"),
+        ("model", "response_model"),
+        ("service_tier", "service_tier"),
+    ):
+        value = summary.get(name)
+        if value is not None and not isinstance(value, str):
+            return None
+        setattr(facts, attr, value)
+    facts.finish_reasons = dict(enumerate(reasons))
+    return facts
+
+
 class AnswerAccumulator:
     """Feed it the decoded bytes of an answer; read :attr:`facts` at any time."""
 

@@ -199,7 +199,7 @@ class Engine:
         if raw is None:
             return None
         try:
-            entry = decode_entry(raw)
+            entry = decode_entry(raw, material=False)
         except EntryError as exc:
             self.warn_once("corrupt", f"llmtap: ignoring an unreadable cache entry ({exc})")
             self.telemetry.cache_error(self.backend, "get")

@@ -3,11 +3,14 @@
 API.md "What is stored". Values are bytes in a versioned format of our own —
 never pickle — so a shared or tampered store cannot run code when read:
 
-    b"llmtap-entry:1\\n" | 4-byte big-endian length of the meta JSON | meta JSON | body
+    b"llmtap-entry:2\\n" | length | meta JSON | length | key material JSON | body
 
-The body is stored decoded (no ``content-encoding``); a stream keeps its chunk
-boundaries as a list of chunk lengths, so a hit replays the recorded events
-without re-splitting anything per serve.
+(lengths are 4-byte big-endian). The body is stored decoded (no
+``content-encoding``); a stream keeps its chunk boundaries as a list of chunk
+lengths, so a hit replays the recorded events without re-splitting anything
+per serve. The key material (the whole canonical request) sits in its own
+section because only a replay miss's explanation and the CLI read it: a hit
+skips it without parsing. Format 1 (key material inside the meta) is still read.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from typing import Any
 import orjson
 
 MAGIC = b"llmtap-entry:"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _HEADER = MAGIC + str(FORMAT_VERSION).encode() + b"\n"
+_READABLE = (b"1", b"2")
 _LENGTH = struct.Struct(">I")
 
 # Response headers worth replaying. Anything else (set-cookie, openai-organization,
@@ -51,6 +55,9 @@ class CacheEntry:
     summary: dict[str, Any] = field(default_factory=dict)
     key_material: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Any] | None = None
+    #: What the answer said (id, model, service tier, finish reasons), so a hit's span
+    #: gets its response attributes without re-reading the body. ``None`` in old entries.
+    response: dict[str, Any] | None = None
 
     @property
     def is_stream(self) -> bool:
@@ -84,15 +91,44 @@ def encode_entry(entry: CacheEntry) -> bytes:
         "chunks": entry.chunks,
         "system_fingerprint": entry.system_fingerprint,
         "summary": entry.summary,
-        "key_material": entry.key_material,
         "usage": entry.usage,
+        "response": entry.response,
     }
     blob = orjson.dumps(meta)
-    return b"".join((_HEADER, _LENGTH.pack(len(blob)), blob, entry.body))
+    material = orjson.dumps(entry.key_material)
+    return b"".join(
+        (_HEADER, _LENGTH.pack(len(blob)), blob, _LENGTH.pack(len(material)), material, entry.body)
+    )
 
 
-def decode_entry(data: bytes) -> CacheEntry:
-    """Parse entry bytes; anything unexpected is an :class:`EntryError`, never a guess."""
+def _section(data: bytes, at: int) -> tuple[bytes, int]:
+    """The length-prefixed section at ``at``, and the offset after it."""
+    start = at + _LENGTH.size
+    if len(data) < start:
+        raise EntryError("entry is truncated")
+    (length,) = _LENGTH.unpack_from(data, at)
+    end = start + length
+    if len(data) < end:
+        raise EntryError("entry is truncated")
+    return data[start:end], end
+
+
+def _object(blob: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(blob)
+    except orjson.JSONDecodeError as exc:
+        raise EntryError(f"entry {what} is unreadable: {exc}") from None
+    if not isinstance(value, dict):
+        raise EntryError(f"entry {what} is not a JSON object")
+    return value
+
+
+def decode_entry(data: bytes, material: bool = True) -> CacheEntry:
+    """Parse entry bytes; anything unexpected is an :class:`EntryError`, never a guess.
+
+    ``material=False`` leaves ``key_material`` empty without parsing it: serving a
+    hit never needs the request it was keyed on.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise EntryError(f"entry is {type(data).__name__}, not bytes")
     data = bytes(data)
@@ -100,21 +136,16 @@ def decode_entry(data: bytes) -> CacheEntry:
         raise EntryError("not a llmtap entry (bad magic)")
     line_end = data.find(b"\n", len(MAGIC))
     version = data[len(MAGIC) : line_end]
-    if line_end < 0 or version != str(FORMAT_VERSION).encode():
+    if line_end < 0 or version not in _READABLE:
         raise EntryError(f"entry format {version[:16]!r} is not {FORMAT_VERSION}")
-    start = line_end + 1 + _LENGTH.size
-    if len(data) < start:
-        raise EntryError("entry is truncated")
-    (meta_len,) = _LENGTH.unpack_from(data, line_end + 1)
-    if len(data) < start + meta_len:
-        raise EntryError("entry is truncated")
-    try:
-        meta = orjson.loads(data[start : start + meta_len])
-    except orjson.JSONDecodeError as exc:
-        raise EntryError(f"entry metadata is unreadable: {exc}") from None
-    if not isinstance(meta, dict):
-        raise EntryError("entry metadata is not a JSON object")
-    body = data[start + meta_len :]
+    blob, end = _section(data, line_end + 1)
+    meta = _object(blob, "metadata")
+    if version == b"1":
+        key_material = _field(meta, "key_material", dict)
+    else:
+        blob, end = _section(data, end)
+        key_material = _object(blob, "key material") if material else {}
+    body = data[end:]
     # A tampered store may hold any JSON here: check every field's type, so what
     # decodes can be served and compared without raising later (e.g. a string
     # ``expires_at`` would break the expiry check on every read).
@@ -140,8 +171,9 @@ def decode_entry(data: bytes) -> CacheEntry:
         expires_at=_number(meta, "expires_at", optional=True),
         system_fingerprint=_field(meta, "system_fingerprint", str, optional=True),
         summary=_field(meta, "summary", dict),
-        key_material=_field(meta, "key_material", dict),
+        key_material=key_material,
         usage=_field(meta, "usage", dict, optional=True),
+        response=_field(meta, "response", dict, optional=True) if "response" in meta else None,
     )
 
 

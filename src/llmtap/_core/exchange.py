@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from llmtap._core.answer import AnswerAccumulator
+from llmtap._core.answer import AnswerAccumulator, response_summary
 from llmtap._core.control import CacheControl
 from llmtap._core.decode import Decoder, UnsupportedEncoding
 from llmtap._core.entry import CacheEntry, allowed_headers
@@ -304,6 +304,7 @@ class Exchange:
             },
             key_material=self.material or {},
             usage=facts.usage if facts is not None else None,
+            response=None if facts is None else response_summary(facts),
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from llmtap._core.answer import AnswerAccumulator, AnswerFacts
+from llmtap._core.answer import AnswerAccumulator, AnswerFacts, summary_facts
 from llmtap._core.entry import CacheEntry
 from llmtap._core.request import LLMCall
 
@@ -35,11 +35,20 @@ class CallRecord:
     # On a hit: the stored entry, parsed only if a span wants its response attributes.
     entry: CacheEntry | None = None
 
-    def hit_facts(self) -> AnswerFacts | None:
-        """The recorded answer's facts on a hit (``facts`` itself, when the core set it)."""
-        if self.facts is not None or self.entry is None:
+    def hit_facts(self, text: bool = False) -> AnswerFacts | None:
+        """The recorded answer's facts on a hit (``facts`` itself, when the core set it).
+
+        Read from the entry's stored response summary, unless ``text`` (content
+        capture) needs the answer's words: only then is the stored body parsed again.
+        """
+        entry = self.entry
+        if self.facts is not None or entry is None:
             return self.facts
-        return entry_facts(self.entry)
+        if not text and entry.response is not None:
+            facts = summary_facts(entry.response, entry.system_fingerprint)
+            if facts is not None:
+                return facts
+        return entry_facts(entry)
 
 
 def entry_facts(entry: CacheEntry) -> AnswerFacts:

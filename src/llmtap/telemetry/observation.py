@@ -147,7 +147,8 @@ class _Observation:
         if record.status is not None:
             attrs["http.response.status_code"] = record.status
         hit = record.cache == "hit"
-        facts = record.hit_facts() if hit else record.facts
+        mode = self._owner._capture
+        facts = record.hit_facts(text=mode != "NO_CONTENT") if hit else record.facts
         if facts is not None:
             attrs.update(semconv.response_attributes(facts, self._provider))
             if not hit:
@@ -164,7 +165,6 @@ class _Observation:
                     attrs["llmtap.cache.saved.input_tokens"] = saved.input
                 if saved.output is not None:
                     attrs["llmtap.cache.saved.output_tokens"] = saved.output
-        mode = self._owner._capture
         if mode != "NO_CONTENT":
             self._content(span, facts, record.ended_at, mode, attrs)
         if record.error_type is not None:
