@@ -291,7 +291,10 @@ def test_record_warns_when_the_system_fingerprint_changes(
             response = super().__call__(request)
             body = response.read().replace(b"fp_llmtap_fake", self.fingerprint.encode())
             lib = importlib.import_module(lib_name)
-            return lib.Response(200, headers={"content-type": "application/json"}, content=body)
+            # A streamed body: the harness reads with iter_raw, which an already-read
+            # response refuses (with or without llmtap).
+            headers = {"content-type": "application/json"}
+            return lib.Response(200, headers=headers, stream=lib.ByteStream(body))
 
     fake = Drifting()
     h = Harness(lib_name, io, fake, server=False, mode="record")

@@ -12,7 +12,7 @@ import asyncio
 import math
 from collections.abc import Generator, Iterable
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from llmtap._core.control import HEADER, HEADER_PREFIX
 from llmtap._core.engine import Engine, Get, Join, Reply, Run, Send
@@ -33,21 +33,36 @@ _RETRY_HEADER = "x-stainless-retry-count"
 
 
 _RAW_PREFIX = HEADER_PREFIX.encode()
+_RAW_RETRY = _RETRY_HEADER.encode()
 
 
-def _strip_control(headers: Any) -> str | None:
-    """Remove every ``x-llmtap-*`` header; return the cache control value if any."""
-    # Scan the raw byte pairs first: iterating ``Headers`` decodes every name, and
-    # almost no request carries our headers.
-    if not any(name.lower().startswith(_RAW_PREFIX) for name, _ in headers.raw):
-        return None
-    control = None
-    names = [name for name in headers if name.startswith(HEADER_PREFIX)]
-    if names:
-        control = headers.get(HEADER)
-        for name in names:
-            del headers[name]
-    return control
+def _read_headers(headers: Any) -> tuple[str | None, str | None]:
+    """Remove every ``x-llmtap-*`` header; the cache control value and the SDK's retry
+    count, if any. One pass over the raw byte pairs: ``Headers`` lookups decode and
+    normalise every name on each call, and almost no request carries our headers."""
+    ours = False
+    retries = None
+    for name, value in headers.raw:
+        lower = name.lower()
+        if lower.startswith(_RAW_PREFIX):
+            ours = True
+        elif lower == _RAW_RETRY:
+            retries = value.decode("latin-1")
+    if not ours:
+        return None, retries
+    control = headers.get(HEADER)
+    for name in [name for name in headers if name.startswith(HEADER_PREFIX)]:
+        del headers[name]
+    return control, retries
+
+
+class _Seen(NamedTuple):
+    """What the first look at an intercepted request found, besides its body."""
+
+    url: Any
+    path: str
+    control: str | None
+    retries: str | None
 
 
 def _check_settings(namespace: object, ttl: object) -> None:
@@ -121,26 +136,28 @@ class TransportCore:
     def _default_inner(self) -> Any:
         raise NotImplementedError  # pragma: no cover (SyncDriver / AsyncDriver define it)
 
-    def _operation(self, request: Any) -> tuple[str | None, str | None]:
-        """Strip llmtap's headers; the GenAI operation if this is an LLM call, and the
-        cache control header it carried."""
-        control = _strip_control(request.headers)
-        return classify(request.method, request.url.path), control
-
-    def _facts(self, request: Any, control: str | None) -> RequestFacts:
+    def _operation(self, request: Any) -> tuple[str | None, _Seen]:
+        """Strip llmtap's headers; the GenAI operation if this is an LLM call, and what
+        :meth:`_facts` needs of the request besides its body."""
         url = request.url
+        path = url.path
+        control, retries = _read_headers(request.headers)
+        return classify(request.method, path), _Seen(url, path, control, retries)
+
+    def _facts(self, request: Any, seen: _Seen) -> RequestFacts:
+        url, path, control, retries = seen
         headers = {}
         if control is not None:
             headers[HEADER] = control
-        retries = request.headers.get(_RETRY_HEADER)
         if retries is not None:
             headers[_RETRY_HEADER] = retries
+        scheme = url.scheme
         return RequestFacts(
             method=request.method,
-            scheme=url.scheme,
+            scheme=scheme,
             host=url.host,
-            port=url.port or _DEFAULT_PORTS.get(url.scheme, 0),
-            path=url.path,
+            port=url.port or _DEFAULT_PORTS.get(scheme, 0),
+            path=path,
             query=list(url.params.multi_items()) if url.query else [],
             headers=headers,
             body=request.content,
@@ -148,9 +165,9 @@ class TransportCore:
         )
 
     def _begin(
-        self, request: Any, operation: str, control: str | None
+        self, request: Any, operation: str, seen: _Seen
     ) -> Generator[Any, Any, Reply] | None:
-        facts = self._facts(request, control)
+        facts = self._facts(request, seen)
         call = self._engine.describe(facts, operation)
         return None if call is None else self._engine.flow(facts, call)
 
@@ -160,40 +177,64 @@ class TransportCore:
         if reply.kind == "tap" and exchange is not None:
             tee = self._streams.async_tee if is_async else self._streams.tee
             store = self._astore if is_async else self._store
-            try:
-                # A response that arrives already read (MockTransport, some test doubles)
-                # would never pull its body through the tee: re-wrap its content.
-                body = self._streams.replay([upstream.content])
-                upstream = lib.Response(
-                    upstream.status_code,
-                    headers=upstream.headers,
-                    extensions=upstream.extensions,
-                    stream=tee(body, exchange, store),
-                )
-            except lib.ResponseNotRead:
-                upstream.stream = tee(upstream.stream, exchange, store)
+            upstream.stream = tee(upstream.stream, exchange, store)
             self._label(upstream, exchange)
             return upstream
         if reply.kind == "hit" and exchange is not None and reply.entry is not None:
             entry = reply.entry
-            headers = list(entry.headers)
+            headers = entry.headers + _labels(exchange)
             if not entry.is_stream:
                 headers.append(("content-length", str(len(entry.body))))
             response = lib.Response(
                 entry.status, headers=headers, stream=self._streams.replay(entry.iter_chunks())
             )
-            self._label(response, exchange)
+            _label_extensions(response, exchange)
             return response
         headers = [
             ("content-type", "application/json"),
             ("content-length", str(len(reply.body))),
             ("x-should-retry", "false"),
         ]
+        if exchange is not None:
+            headers += _labels(exchange)
         response = lib.Response(
             reply.status, headers=headers, stream=self._streams.replay([reply.body])
         )
         if exchange is not None:
-            self._label(response, exchange)
+            _label_extensions(response, exchange)
+        return response
+
+    def _already_read(self, reply: Reply | None, upstream: Any) -> tuple[Exchange, Any] | None:
+        """The exchange and a replay of upstream's body when the answer arrived already
+        read (MockTransport and other in-memory transports): there is nothing to tee
+        while the caller reads, so the driver runs the body through the tee at once."""
+        if reply is None or reply.kind != "tap" or reply.exchange is None:
+            return None
+        try:
+            content = upstream.content
+        except self._lib.ResponseNotRead:
+            return None
+        reply.exchange.skip_decoding()  # the library decoded it while reading
+        return reply.exchange, self._streams.replay([content])
+
+    def _absorbed(self, upstream: Any, exchange: Exchange, visible: bytes) -> Any:
+        if visible != upstream.content:
+            # ensure_stream_usage hid the usage chunk: hand over the visible bytes.
+            skip = ("content-length", "content-encoding")
+            upstream = self._lib.Response(
+                upstream.status_code,
+                headers=[(k, v) for k, v in upstream.headers.multi_items() if k not in skip],
+                content=visible,
+                extensions=upstream.extensions,
+            )
+        self._label(upstream, exchange)
+        return upstream
+
+    def _bypassed(self, response: Any) -> Any:
+        """An intercepted call through an inert transport (no store, no telemetry): only
+        labelled, its bodies untouched."""
+        response.headers["x-llmtap-cache"] = "bypass"
+        response.extensions["llmtap_cache"] = "bypass"
         return response
 
     def _outgoing(self, request: Any, send: Send) -> Any:
@@ -211,11 +252,10 @@ class TransportCore:
 
     @staticmethod
     def _label(response: Any, exchange: Exchange) -> None:
-        response.headers["x-llmtap-cache"] = exchange.cache
-        response.extensions["llmtap_cache"] = exchange.cache
-        if exchange.key is not None:
-            response.headers["x-llmtap-cache-key"] = exchange.key
-            response.extensions["llmtap_cache_key"] = exchange.key
+        headers = response.headers
+        for name, value in _labels(exchange):
+            headers[name] = value
+        _label_extensions(response, exchange)
 
     # -- the store, failing open ------------------------------------------------
 
@@ -266,6 +306,19 @@ class TransportCore:
             return []
 
 
+def _labels(exchange: Exchange) -> list[tuple[str, str]]:
+    if exchange.key is None:
+        return [("x-llmtap-cache", exchange.cache)]
+    return [("x-llmtap-cache", exchange.cache), ("x-llmtap-cache-key", exchange.key)]
+
+
+def _label_extensions(response: Any, exchange: Exchange) -> None:
+    extensions = response.extensions
+    extensions["llmtap_cache"] = exchange.cache
+    if exchange.key is not None:
+        extensions["llmtap_cache_key"] = exchange.key
+
+
 def _ttl(entry: CacheEntry) -> float | None:
     return None if entry.expires_at is None else max(1.0, entry.expires_at - entry.created_at)
 
@@ -281,17 +334,24 @@ class SyncDriver(TransportCore):
         return self._lib.HTTPTransport()
 
     def handle_request(self, request: Any) -> Any:
-        operation, control = self._operation(request)
-        flow = None
-        if operation is not None:
-            request.read()
-            flow = self._begin(request, operation, control)
+        operation, seen = self._operation(request)
+        if operation is None:
+            return self._inner.handle_request(request)
+        if seen.control is None and self._engine.inert:
+            return self._bypassed(self._inner.handle_request(request))
+        request.read()
+        flow = self._begin(request, operation, seen)
         if flow is None:
             return self._inner.handle_request(request)
         run = Run(flow)
         while (effect := run.next()) is not None:
             run.result = self._perform(effect, request, run)
-        return self._answer(run.reply, run.upstream, is_async=False)
+        read = self._already_read(run.reply, run.upstream)
+        if read is None:
+            return self._answer(run.reply, run.upstream, is_async=False)
+        exchange, body = read
+        visible = b"".join(self._streams.tee(body, exchange, self._store))
+        return self._absorbed(run.upstream, exchange, visible)
 
     def _perform(self, effect: Any, request: Any, run: Run) -> Any:
         if type(effect) is Send:
@@ -315,17 +375,25 @@ class AsyncDriver(TransportCore):
         return self._lib.AsyncHTTPTransport()
 
     async def handle_async_request(self, request: Any) -> Any:
-        operation, control = self._operation(request)
-        flow = None
-        if operation is not None:
-            await request.aread()
-            flow = self._begin(request, operation, control)
+        operation, seen = self._operation(request)
+        if operation is None:
+            return await self._inner.handle_async_request(request)
+        if seen.control is None and self._engine.inert:
+            return self._bypassed(await self._inner.handle_async_request(request))
+        await request.aread()
+        flow = self._begin(request, operation, seen)
         if flow is None:
             return await self._inner.handle_async_request(request)
         run = Run(flow)
         while (effect := run.next()) is not None:
             run.result = await self._aperform(effect, request, run)
-        return self._answer(run.reply, run.upstream, is_async=True)
+        read = self._already_read(run.reply, run.upstream)
+        if read is None:
+            return self._answer(run.reply, run.upstream, is_async=True)
+        exchange, body = read
+        tee = self._streams.async_tee(body, exchange, self._astore)
+        visible = b"".join([chunk async for chunk in tee])
+        return self._absorbed(run.upstream, exchange, visible)
 
     async def _aperform(self, effect: Any, request: Any, run: Run) -> Any:
         if type(effect) is Send:

@@ -129,6 +129,10 @@ class Engine:
         self.namespace = namespace
         self.ttl = ttl
         self.telemetry: Telemetry = telemetry or NullTelemetry()
+        #: Nothing to cache, observe or rewrite: calls only get their ``bypass`` label.
+        self.inert = (
+            self.mode == "off" and type(self.telemetry) is NullTelemetry and not ensure_stream_usage
+        )
         self.clock = clock
         self._warned: set[str] = set()
 

@@ -160,6 +160,10 @@ class Exchange:
         accumulator.feed(chunk, self.clock())
         return raw
 
+    def skip_decoding(self) -> None:
+        """The body will arrive already decoded (the HTTP library read it whole)."""
+        self._decoder = None
+
     def flush_visible(self) -> bytes:
         """What a hiding stream still holds back at the end of the body."""
         if self.hider is None or self._done:
