@@ -152,19 +152,22 @@ def decode_entry(data: bytes, material: bool = True) -> CacheEntry:
     status = _field(meta, "status", int)
     if isinstance(status, bool) or not 100 <= status <= 599:
         raise EntryError(f"entry status {status!r} is not an HTTP status")
-    headers = _field(meta, "headers", list)
-    if not all(
-        isinstance(h, list) and len(h) == 2 and all(isinstance(p, str) for p in h) for h in headers
-    ):
-        raise EntryError("entry headers are not a list of [name, value] strings")
+    pairs = []
+    for header in _field(meta, "headers", list):
+        if type(header) is not list or len(header) != 2:
+            raise EntryError("entry headers are not a list of [name, value] strings")
+        name, value = header
+        if type(name) is not str or type(value) is not str:
+            raise EntryError("entry headers are not a list of [name, value] strings")
+        pairs.append((name, value))
     chunks = _field(meta, "chunks", list, optional=True)
-    if chunks is not None and (
-        not all(type(n) is int and n >= 0 for n in chunks) or sum(chunks) != len(body)
+    if chunks is not None and not (
+        all(type(n) is int and n >= 0 for n in chunks) and sum(chunks) == len(body)
     ):
         raise EntryError("entry chunk lengths do not match its body")
     return CacheEntry(
         status=status,
-        headers=[(name, value) for name, value in headers],
+        headers=pairs,
         body=body,
         created_at=float(_number(meta, "created_at", optional=False)),
         chunks=chunks,

@@ -98,6 +98,8 @@ class Metrics:
         self.namespace = namespace
         self.model = _ModelCap(MAX_MODELS)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._endings: dict[tuple[Any, ...], Any] = {}
+        self._token_series: dict[tuple[str, str, str], Any] = {}
         self._exemplars = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
         ns = namespace
 
@@ -200,17 +202,35 @@ class Metrics:
             found = self._children[key] = metric.labels(*values)
         return found
 
+    def ending(self, base: tuple[str, str, str], stream: str, outcome: str, cache: str) -> Any:
+        """The in-flight, requests and duration children every ended call touches, looked
+        up once per label combination instead of three times per call."""
+        key = (base, stream, outcome, cache)
+        found = self._endings.get(key)
+        if found is None:
+            found = self._endings[key] = (
+                self.child(self.in_flight, *base),
+                self.child(self.requests, *base, stream, outcome, cache),
+                self.child(self.duration, *base, stream, cache),
+            )
+        return found
+
     def exemplar(self, trace_id: int | None) -> dict[str, str] | None:
         if trace_id is None or not self._exemplars:
             return None
         return {"trace_id": format(trace_id, "032x")}
 
     def tokens_used(self, base: tuple[str, str, str], usage: Usage, ex: Any) -> None:
-        for token_type, count in (("input", usage.input), ("output", usage.output)):
-            if count is None:
-                continue
-            self.child(self.tokens, *base, token_type).inc(count)
-            self.child(self.request_tokens, *base, token_type).observe(count, ex)
+        series = self._token_series.get(base)
+        if series is None:
+            series = self._token_series[base] = tuple(
+                (self.child(self.tokens, *base, kind), self.child(self.request_tokens, *base, kind))
+                for kind in ("input", "output")
+            )
+        for (total, per_request), count in zip(series, (usage.input, usage.output), strict=True):
+            if count is not None:
+                total.inc(count)
+                per_request.observe(count, ex)
         if usage.cache_read:
             self.child(self.cached_input, *base).inc(usage.cache_read)
         if usage.reasoning:

@@ -215,14 +215,14 @@ def _prometheus(
     usage: Usage | None,
     saved: Usage | None,
 ) -> None:
-    metrics.child(metrics.in_flight, *base).dec()
     stream = "true" if record.call.stream else "false"
-    metrics.child(metrics.requests, *base, stream, record.outcome, record.cache).inc()
+    in_flight, requests, duration = metrics.ending(base, stream, record.outcome, record.cache)
+    in_flight.dec()
+    requests.inc()
     if record.error_type is not None:
         metrics.child(metrics.errors, *base, record.error_type).inc()
     ex = metrics.exemplar(trace_id)
-    duration = max(0.0, record.ended_at - record.started_at)
-    metrics.child(metrics.duration, *base, stream, record.cache).observe(duration, ex)
+    duration.observe(max(0.0, record.ended_at - record.started_at), ex)
     if record.cache == "hit":
         if saved is not None:
             metrics.saved(base, saved)

@@ -158,38 +158,50 @@ class Usage:
 
 
 def _int(obj: Any, name: str) -> int | None:
-    value = obj.get(name) if isinstance(obj, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    value = obj.get(name) if type(obj) is dict else None
+    return value if type(value) is int else None
+
+
+def _either(obj: dict[str, Any], first: str, second: str) -> int | None:
+    value = obj.get(first)
+    if type(value) is int:
+        return value
+    value = obj.get(second)
+    return value if type(value) is int else None
+
+
+_MODALITIES = {
+    f"{modality}_tokens": f"gen_ai.usage.{modality}.{{}}_tokens"
+    for modality in ("text", "audio", "image")
+}
 
 
 def read_usage(usage: dict[str, Any] | None) -> Usage | None:
     """Chat/completions/embeddings (``prompt_tokens``) and Responses (``input_tokens``)."""
-    if not isinstance(usage, dict):
+    if type(usage) is not dict:
         return None
+    # Read on every call with telemetry on: plain lookups, no helper per field.
     result = Usage(
-        input=_first(_int(usage, "prompt_tokens"), _int(usage, "input_tokens")),
-        output=_first(_int(usage, "completion_tokens"), _int(usage, "output_tokens")),
+        input=_either(usage, "prompt_tokens", "input_tokens"),
+        output=_either(usage, "completion_tokens", "output_tokens"),
     )
     inputs = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+    if type(inputs) is dict:
+        result.cache_read = _int(inputs, "cached_tokens")
+        result.cache_write = _either(inputs, "cache_write_tokens", "cache_creation_tokens")
+        _modality(result, inputs, "input")
     outputs = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
-    result.cache_read = _int(inputs, "cached_tokens")
-    result.cache_write = _first(
-        _int(inputs, "cache_write_tokens"), _int(inputs, "cache_creation_tokens")
-    )
-    result.reasoning = _int(outputs, "reasoning_tokens")
-    for direction, details in (("input", inputs), ("output", outputs)):
-        for modality in ("text", "audio", "image"):
-            count = _int(details, f"{modality}_tokens")
-            if count is not None:
-                result.modality[f"gen_ai.usage.{modality}.{direction}_tokens"] = count
+    if type(outputs) is dict:
+        result.reasoning = _int(outputs, "reasoning_tokens")
+        _modality(result, outputs, "output")
     return result
 
 
-def _first(*values: int | None) -> int | None:
-    for value in values:
-        if value is not None:
-            return value
-    return None
+def _modality(result: Usage, details: dict[str, Any], direction: str) -> None:
+    for field_name, attribute in _MODALITIES.items():
+        count = details.get(field_name)
+        if type(count) is int:
+            result.modality[attribute.format(direction)] = count
 
 
 def usage_attributes(usage: Usage) -> dict[str, Any]:
