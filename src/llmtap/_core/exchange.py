@@ -46,6 +46,7 @@ class Exchange:
         "_decoder",
         "_done",
         "_on_settled",
+        "_passive",
         "_quiet",
         "_storable",
         "cache",
@@ -81,6 +82,8 @@ class Exchange:
         self.key = key
         self.material = material
         self.observation = observation
+        #: Nobody is told how the call went (no spans, no metrics): skip the record.
+        self._passive: bool = getattr(observation, "passive", False)
         self.clock = clock
         self.ttl = ttl
         self.started_at = clock()
@@ -120,8 +123,7 @@ class Exchange:
         if self.hider is not None and (encoding or not stream or not 200 <= status < 300):
             self.hider = None  # only a plain 2xx event stream is filtered
         # Nothing to store and nobody to tell: pass the body through untouched.
-        passive = getattr(self.observation, "passive", False)
-        self._quiet = passive and not self._storable and self.hider is None
+        self._quiet = self._passive and not self._storable and self.hider is None
         try:
             self._decoder = Decoder(encoding) if encoding else None
         except UnsupportedEncoding as exc:
@@ -197,11 +199,11 @@ class Exchange:
                     self._decoded.append(tail)
                     self._chunks.append(len(tail))
                     accumulator.feed(tail, now)
-            if self._storable or not getattr(self.observation, "passive", False):
+            if self._storable or not self._passive:
                 accumulator.end_of_body(now)
         complete = accumulator is not None and accumulator.complete(ended and error is None)
-        record = self._record(now, complete, error, ended)
-        self._report(record)
+        if not self._passive:
+            self._report(self._record(now, complete, error, ended))
         if not (complete and self._storable and self.key is not None):
             return None
         return self._entry(now)
@@ -221,6 +223,8 @@ class Exchange:
         self._done = True
         self.cache = "hit"
         self.status = entry.status
+        if self._passive:
+            return
         record = self._record(self.clock(), True, None, True)
         record.entry_age = max(0.0, record.ended_at - entry.created_at)
         record.saved_usage = entry.usage

@@ -6,6 +6,7 @@ value and the allowed ones.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class Decision:
         return self.cacheable or self.offline
 
 
+@functools.lru_cache(maxsize=512)  # few distinct inputs; a frozen dataclass costs to build
 def decide(mode: str, cacheable: bool, control: CacheControl) -> Decision:
     """Combine mode, ``cache_when`` and the per-request directive.
 

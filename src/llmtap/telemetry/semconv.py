@@ -67,18 +67,46 @@ def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+_FLOATS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
+_MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+# Body fields that can give a request attribute besides the OpenAI-only ones; a body
+# rarely has more than two or three of them, so only those present are looked at.
+_READ = frozenset(
+    {"seed", *_FLOATS, *_MAX_TOKENS, "stop", "n", "stream", "reasoning_effort", "reasoning"}
+    | {"response_format", "text", "dimensions", "encoding_format", "previous_response_id"}
+)
+
+
 def request_attributes(call: LLMCall, provider: str) -> dict[str, Any]:
     """What the request asked for, only where it asked."""
     body = call.body
     attrs: dict[str, Any] = {}
+    present = _READ.intersection(body)
+    if present:
+        _asked(body, present, call.operation, attrs)
+    if provider in OPENAI_PROVIDERS:
+        api = call.api_type
+        attrs["openai.api.type"] = "chat_completions" if api == "chat" else api
+        tier = body.get("service_tier")
+        if isinstance(tier, str) and tier != "auto":
+            attrs["openai.request.service_tier"] = tier
+    retries = resend_count(call)
+    if retries:
+        attrs["http.request.resend_count"] = retries
+    return attrs
+
+
+def _asked(
+    body: dict[str, Any], present: frozenset[str], operation: str, attrs: dict[str, Any]
+) -> None:
     seed = body.get("seed")
     if _number(seed) and float(seed).is_integer():
         attrs["gen_ai.request.seed"] = int(seed)
-    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
-        value = body.get(name)
+    for name in _FLOATS:
+        value = body[name] if name in present else None
         if _number(value):
             attrs[f"gen_ai.request.{name}"] = float(value)
-    for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+    for name in _MAX_TOKENS:
         value = body.get(name)
         if _number(value):
             attrs["gen_ai.request.max_tokens"] = int(value)
@@ -102,7 +130,7 @@ def request_attributes(call: LLMCall, provider: str) -> dict[str, Any]:
     output_type = _output_type(body)
     if output_type is not None:
         attrs["gen_ai.output.type"] = output_type
-    if call.operation == "embeddings":
+    if operation == "embeddings":
         dims = body.get("dimensions")
         if _number(dims):
             attrs["gen_ai.embeddings.dimension.count"] = int(dims)
@@ -112,16 +140,6 @@ def request_attributes(call: LLMCall, provider: str) -> dict[str, Any]:
     previous = body.get("previous_response_id")
     if isinstance(previous, str):
         attrs["gen_ai.request.previous_response.id"] = previous
-    if provider in OPENAI_PROVIDERS:
-        api = call.api_type
-        attrs["openai.api.type"] = "chat_completions" if api == "chat" else api
-        tier = body.get("service_tier")
-        if isinstance(tier, str) and tier != "auto":
-            attrs["openai.request.service_tier"] = tier
-    retries = resend_count(call)
-    if retries:
-        attrs["http.request.resend_count"] = retries
-    return attrs
 
 
 def resend_count(call: LLMCall) -> int | None:
