@@ -131,20 +131,36 @@ def _child(name: str, rounds: int, calls: int) -> dict[str, Any]:
 
     from opentelemetry.sdk.metrics import MeterProvider
 
-    before = compare({"plain": block(plain)}, plan)
     provider = sdk_tracer_provider()
     if name == "otel_openai_v2":
+        # openai-v2's uninstrument() restores the SDK's methods: switch it on for its own
+        # turns only, so bare and instrumented interleave like llmtap's child.
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
-        OpenAIInstrumentor().instrument(tracer_provider=provider, meter_provider=MeterProvider())
+        instrumentor, meter = OpenAIInstrumentor(), MeterProvider()
+        hooks = {
+            "x": (
+                lambda: instrumentor.instrument(tracer_provider=provider, meter_provider=meter),
+                instrumentor.uninstrument,
+            )
+        }
+        s = compare({"plain": block(plain), "x": block(plain)}, plan, hooks)
+        provider.shutdown()
         dist = "opentelemetry-instrumentation-openai-v2"
-        label = f"{dist} {version(dist)}"
-    else:
-        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+        return {
+            "ratio": ratio(s, "x", "plain"),
+            "variant_us": s["x"].median_us,
+            "baseline_us": s["plain"].median_us,
+            "note": f"{dist} {version(dist)}: spans (SDK, batch, null exporter) + SDK metrics; "
+            "instrumented for its own turns only, interleaved",
+        }
+    # OpenLLMetry's uninstrument() leaves its wrappers in place: bare first, then for good.
+    from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetry
 
-        OpenAIInstrumentor().instrument(tracer_provider=provider, meter_provider=MeterProvider())
-        dist = "opentelemetry-instrumentation-openai"
-        label = f"OpenLLMetry {dist} {version(dist)}"
+    before = compare({"plain": block(plain)}, plan)
+    OpenLLMetry().instrument(tracer_provider=provider, meter_provider=MeterProvider())
+    dist = "opentelemetry-instrumentation-openai"
+    label = f"OpenLLMetry {dist} {version(dist)}"
     after = compare({"x": block(plain)}, plan)
     provider.shutdown()
     base, inst = before["plain"].median_us, after["x"].median_us

@@ -47,23 +47,30 @@ def _fake_answer() -> tuple[list[tuple[str, str]], bytes]:
 
 
 def sse_chunks(n: int = STREAM_CHUNKS) -> list[bytes]:
-    """``n`` content chunks, a finish chunk, a usage chunk and ``[DONE]``, one event each."""
+    """``n`` content chunks, a finish chunk, a usage chunk and ``[DONE]``, one event each,
+    shaped like OpenAI's: compact JSON, ``logprobs`` and ``finish_reason`` always present,
+    ``"usage":null`` on every chunk when ``include_usage`` is set."""
     head = {
         "id": "chatcmpl-bench",
         "object": "chat.completion.chunk",
         "created": 1700000000,
         "model": MODEL,
+        "service_tier": "default",
         "system_fingerprint": "fp_bench",
     }
 
-    def event(choices: list[Any], **more: Any) -> bytes:
-        return b"data: " + json.dumps({**head, "choices": choices, **more}).encode() + b"\n\n"
+    def event(choices: list[Any], usage: Any = None) -> bytes:
+        data = {**head, "choices": choices, "usage": usage}
+        return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
-    out = [event([{"index": 0, "delta": {"role": "assistant", "content": ""}}])]
-    out += [event([{"index": 0, "delta": {"content": f"w{i} "}}]) for i in range(n - 1)]
-    out.append(event([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+    def choice(delta: dict[str, Any], finish: str | None = None) -> list[Any]:
+        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+    out = [event(choice({"role": "assistant", "content": "", "refusal": None}))]
+    out += [event(choice({"content": f"w{i} "})) for i in range(n - 1)]
+    out.append(event(choice({}, "stop")))
     usage = {"prompt_tokens": 20, "completion_tokens": n, "total_tokens": 20 + n}
-    out.append(event([], usage=usage))
+    out.append(event([], usage))
     out.append(b"data: [DONE]\n\n")
     return out
 

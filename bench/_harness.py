@@ -40,19 +40,36 @@ def _order(names: list[str], r: int) -> list[str]:
     return order if r % 2 == 0 else order[::-1]
 
 
-def compare(variants: dict[str, Block], plan: Plan) -> dict[str, Sample]:
-    """Time each variant for ``plan.calls`` calls per round, interleaved over rounds."""
+Hook = tuple[Callable[[], Any], Callable[[], Any]]
+
+
+def compare(
+    variants: dict[str, Block], plan: Plan, hooks: dict[str, Hook] | None = None
+) -> dict[str, Sample]:
+    """Time each variant for ``plan.calls`` calls per round, interleaved over rounds.
+
+    ``hooks[name]`` is an (enter, exit) pair run untimed around that variant's block:
+    an instrumentation that patches process-wide is switched on only for its turn.
+    """
     names = list(variants)
     samples = {n: Sample() for n in names}
+    hooks = hooks or {}
     for r in range(plan.warmup + plan.rounds):
         for name in _order(names, r):
+            enter, leave = hooks.get(name, (_nothing, _nothing))
+            enter()
             gc.collect()
             start = time.perf_counter_ns()
             variants[name](plan.calls)
             elapsed = time.perf_counter_ns() - start
+            leave()
             if r >= plan.warmup:
                 samples[name].per_call_ns.append(elapsed / plan.calls)
     return samples
+
+
+def _nothing() -> None:
+    pass
 
 
 async def acompare(variants: dict[str, AsyncBlock], plan: Plan) -> dict[str, Sample]:

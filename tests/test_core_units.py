@@ -204,8 +204,27 @@ def _one_choice_stream(words: int) -> bytes:
     return b"".join(events)
 
 
-@pytest.mark.parametrize("stream", [_one_choice_stream(30), STREAM], ids=["n1", "n2"])
-def test_skipping_middle_chunks_without_content_capture_keeps_every_fact(stream: bytes) -> None:
+@pytest.mark.parametrize(
+    "stream",
+    [
+        _one_choice_stream(30),
+        _one_choice_stream(30).replace(b'":', b'": '),  # json.dumps spacing
+        _one_choice_stream(30).replace(b',"finish_reason":null', b""),  # key left out
+        STREAM,
+        STREAM.replace(b'":', b'": '),
+    ],
+    ids=["n1", "n1-spaced", "n1-no-finish-key", "n2", "n2-spaced"],
+)
+def test_skipping_middle_chunks_without_content_capture_keeps_every_fact(
+    stream: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llmtap._core.answer as answer
+
+    parsed: list[bytes] = []
+    loads = answer.orjson.loads
+    monkeypatch.setattr(answer, "orjson", type("J", (), {"loads": staticmethod(
+        lambda raw: parsed.append(raw) or loads(raw)), "JSONDecodeError": ValueError}))  # fmt: skip
+
     def facts(keep_text: bool) -> object:
         acc = AnswerAccumulator(stream=True, keep_text=keep_text)
         for i, event in enumerate(stream.split(b"\n\n")[:-1]):
@@ -216,4 +235,8 @@ def test_skipping_middle_chunks_without_content_capture_keeps_every_fact(stream:
         return (f.usage, f.ordered_finish_reasons(), f.response_id, f.first_token_at,
                 f.last_token_at, f.terminal, f.events)  # fmt: skip
 
-    assert facts(keep_text=False) == facts(keep_text=True)
+    skipping = facts(keep_text=False)
+    parsed_when_skipping = len(parsed)
+    assert skipping == facts(keep_text=True)
+    if stream.count(b"data:") > 20:  # the one-choice streams: middle chunks go unparsed
+        assert parsed_when_skipping < 10 < len(parsed) - parsed_when_skipping

@@ -181,18 +181,21 @@ class AnswerAccumulator:
 
         Once the ids and the first token are known, such a chunk changes nothing
         but the last-token time, unless its text is wanted (content capture). The
-        byte checks are conservative: anything else is parsed.
+        byte checks are conservative (anything else is parsed) and accept JSON
+        with or without a space after the colon. A quoted key cannot occur
+        inside a JSON string, where its quotes would be escaped.
         """
         facts = self.facts
-        return (
-            not self._keep_text
-            and facts.first_token_at is not None
-            and facts.choices == _ONLY_FIRST
-            and b'"finish_reason":null' in payload
-            and b'"usage":{' not in payload
-            and b'"error"' not in payload
-            and b'"index":0' in payload
-            and b'"index":1' not in payload
+        if self._keep_text or facts.first_token_at is None or facts.choices != _ONLY_FIRST:
+            return False
+        if payload.count(b'"index"') != 1 or b'"error"' in payload:
+            return False
+        if b'"index":0' not in payload and b'"index": 0' not in payload:
+            return False
+        if b'"usage":{' in payload or b'"usage": {' in payload:
+            return False
+        return b'"finish_reason"' not in payload or (
+            b'"finish_reason":null' in payload or b'"finish_reason": null' in payload
         )
 
     def _absorb(self, obj: dict[str, Any], now: float | None) -> None:
