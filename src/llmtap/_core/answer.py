@@ -19,6 +19,9 @@ _RESPONSE_EVENTS = ("response.created", "response.in_progress", "response.comple
 _RESPONSE_TERMINAL = "response.completed"
 _RESPONSE_FAILURES = ("response.failed", "error")
 _ONLY_FIRST = frozenset({0})
+# How a compact middle chunk ends, with and without stream_options.include_usage.
+_COMPACT_TAILS = (b'"finish_reason":null}]}', b'"finish_reason":null}],"usage":null}')
+_COMPACT_EVENT_TAILS = tuple(tail + b"\n\n" for tail in _COMPACT_TAILS)
 
 
 @dataclass(slots=True)
@@ -89,6 +92,11 @@ class AnswerAccumulator:
     def feed(self, data: bytes, now: float) -> None:
         if not self._stream:
             self._parts.append(data)  # joined once at the end: no quadratic copying
+            return
+        if not self._buffer and self._plain_middle_event(data):
+            facts = self.facts
+            facts.events += 1
+            facts.last_token_at = now
             return
         buffer = self._buffer + data
         if b"\r" in buffer:
@@ -176,7 +184,17 @@ class AnswerAccumulator:
         else:
             self._absorb(obj, now)
 
-    def _plain_middle(self, payload: bytes) -> bool:
+    def _plain_middle_event(self, data: bytes) -> bool:
+        """:meth:`_plain_middle` for a chunk that is exactly one one-line event, checked
+        in place: the usual shape of a stream's chunks, so no buffering or slicing."""
+        return (
+            data.startswith(b"data: ")
+            and data.endswith(b"\n\n")
+            and data.count(b"\n") == 2
+            and self._plain_middle(data, _COMPACT_EVENT_TAILS)
+        )
+
+    def _plain_middle(self, payload: bytes, tails: tuple[bytes, ...] = _COMPACT_TAILS) -> bool:
         """A middle chunk of a one-choice stream that can only carry more text.
 
         Once the ids and the first token are known, such a chunk changes nothing
@@ -190,6 +208,8 @@ class AnswerAccumulator:
             return False
         if payload.count(b'"index"') != 1 or b'"error"' in payload:
             return False
+        if payload.endswith(tails) and b'"index":0' in payload:
+            return True  # OpenAI's own shape, the common case: no further scans
         if b'"index":0' not in payload and b'"index": 0' not in payload:
             return False
         if b'"usage":{' in payload or b'"usage": {' in payload:
