@@ -26,6 +26,8 @@ OFF_TARGET = 1.05
 SDK_TARGET = 1.07
 STREAM_TARGET = 1.02
 CONNECTIONS = 200
+AA = "plain again (A/A)"
+AA_NOTE = "noise floor: identical work, so any distance from 1.000x is noise"
 
 
 def _post_block(client: Any) -> Any:
@@ -50,8 +52,9 @@ def _sdk_block(sdk: Any) -> Any:
 
 
 def _variants(lib_name: str, inner: Any, tel: Telemetry) -> dict[str, Any]:
-    """Inner transports: plain, llmtap telemetry off, llmtap telemetry on (when available)."""
-    out = {"plain": inner(), "llmtap_tel_off": tap(lib_name, inner(), **tel.off)}
+    """Inner transports: plain, plain again (the A/A control: what the noise alone
+    makes of identical work), llmtap telemetry off, llmtap telemetry on (when available)."""
+    out = {"plain": inner(), AA: inner(), "llmtap_tel_off": tap(lib_name, inner(), **tel.off)}
     if tel.on is not None:
         out["llmtap_tel_on"] = tap(lib_name, inner(), **tel.on)
     return out
@@ -67,7 +70,7 @@ def _rows(
     tel: Telemetry,
     note: str = "",
 ) -> None:
-    for name, target in targets.items():
+    for name, target in {**targets, AA: None}.items():
         if name not in samples:
             rep.na(scenario, lib_name, name, tel.why_not)
             continue
@@ -81,7 +84,7 @@ def _rows(
                 variant_us=samples[name].median_us,
                 baseline_us=samples[base].median_us,
                 target=target,
-                note=note,
+                note=AA_NOTE if name == AA else note,
             )
         )
 
@@ -150,7 +153,7 @@ def streaming(rep: Report, plan: Plan, tel: Telemetry) -> None:
 
     samples = compare({k: block(s, k) for k, s in sdks.items()}, plan)
     per_chunk = {k: s.median_us / (STREAM_CHUNKS + 2) for k, s in samples.items()}
-    for name in ("llmtap_tel_off", "llmtap_tel_on"):
+    for name in ("llmtap_tel_off", "llmtap_tel_on", AA):
         if name not in samples:
             rep.na("streaming", "httpx2", name, tel.why_not)
             continue
@@ -163,10 +166,12 @@ def streaming(rep: Report, plan: Plan, tel: Telemetry) -> None:
                 ratio(samples, name, "plain"),
                 variant_us=per_chunk[name],
                 baseline_us=per_chunk["plain"],
-                target=STREAM_TARGET,
-                note="openai SDK, 200-chunk SSE, MockTransport",
+                target=None if name == AA else STREAM_TARGET,
+                note=AA_NOTE if name == AA else "openai SDK, 200-chunk SSE, MockTransport",
             )
         )
+        if name == AA:
+            continue
         ttfc = statistics.median(first[name]) / 1000
         ttfc_base = statistics.median(first["plain"]) / 1000
         rep.add(
@@ -232,11 +237,11 @@ async def _concurrency(rep: Report, rounds: int, streams: int, tel: Telemetry) -
                     rep.na("concurrency", name, k, tel.why_not)
                     continue
                 # Throughput ratio = plain wall time / llmtap wall time, paired by round.
-                value = statistics.median(
-                    b / a for a, b in zip(wall[k], wall["plain"], strict=True)
-                )
+                paired = sorted(b / a for a, b in zip(wall[k], wall["plain"], strict=True))
+                value = statistics.median(paired)
                 tput = streams / (statistics.median(wall[k]) / 1e9)
                 base = streams / (statistics.median(wall["plain"]) / 1e9)
+                spread = f"rounds {paired[0]:.2f}-{paired[-1]:.2f}x"
                 rep.add(
                     Row(
                         "concurrency",
@@ -246,6 +251,6 @@ async def _concurrency(rep: Report, rounds: int, streams: int, tel: Telemetry) -
                         value,
                         unit="x of plain",
                         note=f"{streams} concurrent streams, {CONNECTIONS} connections, loopback: "
-                        f"{tput:.0f} vs {base:.0f} streams/s",
+                        f"{tput:.0f} vs {base:.0f} streams/s (medians); {spread}",
                     )
                 )
