@@ -46,6 +46,7 @@ def entry(body: bytes, chunks: list[int] | None = None, **kw: object) -> CacheEn
         b'{\n  "z": 1,\n  "a": "x"\n}\n',
         b'{"b": 2, "a": 1}',
         b'{"a":1e100}',
+        b'{"id":123456789012345678901234567890,"n":-18446744073709551617}',  # beyond 64 bits
         b"not json \xff\xfe",
         b"plain text",
         b"",

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast
 
 from llmtap._core.exchange import Exchange
 
@@ -31,7 +31,6 @@ log = logging.getLogger("llmtap")
 _Op = tuple[str, tuple[Any, ...]]
 
 
-@runtime_checkable
 class LockingBackend(Protocol):
     """What a backend offers for single flight across processes (all optional)."""
 
@@ -78,6 +77,20 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+_LOCK_METHODS = ("try_lock", "unlock", "is_locked", "atry_lock", "aunlock", "ais_locked")
+
+
+def _locking(backend: object) -> LockingBackend | None:
+    """``backend`` if it can lock across processes. Its methods are checked by name:
+    ``isinstance`` on a runtime-checkable Protocol is slow, and a transport is built
+    per test in a recorded test suite."""
+    if hasattr(backend, "lock_ttl") and all(
+        callable(getattr(backend, name, None)) for name in _LOCK_METHODS
+    ):
+        return cast(LockingBackend, backend)
+    return None
+
+
 class FlightTable:
     """Flights of one transport, by key.
 
@@ -98,9 +111,7 @@ class FlightTable:
         self.backend = backend
         self.wait = wait
         self.poll = poll
-        self.remote: LockingBackend | None = (
-            backend if isinstance(backend, LockingBackend) else None
-        )
+        self.remote = _locking(backend)
         if lock_ttl is None:
             lock_ttl = self.remote.lock_ttl if self.remote is not None else 60.0
         self.lock_ttl = lock_ttl

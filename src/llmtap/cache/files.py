@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from llmtap._core.entry import EntryError, decode_entry, encode_entry
 from llmtap.cache._document import document_to_entry, entry_to_document, same_recording
 from llmtap.cache.base import ThreadedAsync, check_value
@@ -38,6 +40,15 @@ __all__ = ["FileCache", "RecordingError"]
 # Keys become file names: refuse anything that could leave the directory or hide a file.
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
 SUFFIX = ".json"
+
+
+def _loads(raw: bytes) -> Any:
+    """orjson, which reads a recording several times faster than ``json``; ``json`` for
+    what orjson refuses but a recording may hold (integers beyond 64 bits)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 class RecordingError(ValueError):
@@ -89,7 +100,7 @@ class FileCache(ThreadedAsync):
         except FileNotFoundError:
             return None
         try:
-            document = json.loads(raw)
+            document = _loads(raw)
         except ValueError as exc:
             raise RecordingError(f"{path} is not valid JSON: {exc}") from None
         if not isinstance(document, dict):
