@@ -17,6 +17,7 @@ from bench._fixtures import (
     openai_client,
     tap,
 )
+from bench._floor import floor_block, llmtap_span
 from bench._harness import Plan, compare, ratio
 from bench._report import Report, Row
 from bench._server import loopback
@@ -27,6 +28,7 @@ SDK_TARGET = 1.07
 STREAM_TARGET = 1.02
 CONNECTIONS = 200
 AA = "plain again (A/A)"
+FLOOR = "telemetry floor (no llmtap)"
 AA_NOTE = "noise floor: identical work, so any distance from 1.000x is noise"
 
 
@@ -89,6 +91,25 @@ def _rows(
         )
 
 
+def _floor_rows(rep: Report, name: str, samples: dict[str, Any], attributes: int) -> None:
+    for variant, base, note in (
+        (FLOOR, "plain", f"the same span ({attributes} attributes) and Prometheus work, inline"),
+        ("llmtap_tel_on", FLOOR, "llmtap's own share of a call with telemetry on"),
+    ):
+        rep.add(
+            Row(
+                "passthrough",
+                name,
+                variant,
+                base,
+                ratio(samples, variant, base),
+                variant_us=samples[variant].median_us,
+                baseline_us=samples[base].median_us,
+                note=f"MockTransport; {note}",
+            )
+        )
+
+
 def passthrough(rep: Report, plan: Plan, loop_plan: Plan, tel: Telemetry) -> None:
     """1. A chat call through llmtap (cache off) vs the same client without llmtap."""
     targets = {"llmtap_tel_off": OFF_TARGET, "llmtap_tel_on": ON_TARGET}
@@ -100,8 +121,14 @@ def passthrough(rep: Report, plan: Plan, loop_plan: Plan, tel: Telemetry) -> Non
         clients = {
             k: mod.Client(transport=t, base_url="http://fake/v1") for k, t in transports.items()
         }
-        samples = compare({k: _post_block(c) for k, c in clients.items()}, plan)
+        blocks = {k: _post_block(c) for k, c in clients.items()}
+        if tel.on is not None:
+            span = llmtap_span(name, mod.MockTransport(canned))
+            blocks[FLOOR] = floor_block(clients["plain"], span)
+        samples = compare(blocks, plan)
         _rows(rep, "passthrough", name, samples, "plain", targets, tel, "MockTransport (floor)")
+        if FLOOR in samples:
+            _floor_rows(rep, name, samples, len(span.attributes))
     with loopback() as url:
         for name in LIBS:
             mod = lib(name)

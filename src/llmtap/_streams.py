@@ -9,8 +9,10 @@ library's base classes.
 
 A caller may also drop a response without reading or closing it. Each tee
 then has a ``weakref.finalize`` that ends the exchange as cancelled when the
-tee is collected: it only reports and wakes single-flight waiters, it never
-stores (no IO from a finalizer, which may run on any thread at any time).
+tee is collected (a tee the transport itself reads to the end at once, for an
+answer that arrived already read, needs none): it only reports and wakes
+single-flight waiters, it never stores (no IO from a finalizer, which may run
+on any thread at any time).
 """
 
 from __future__ import annotations
@@ -47,12 +49,16 @@ def _watch(owner: object, exchange: Exchange) -> weakref.finalize[..., Any]:
 
 class SyncTee:
     def __init__(
-        self, inner: Iterable[bytes], exchange: Exchange, store: Callable[[str, CacheEntry], None]
+        self,
+        inner: Iterable[bytes],
+        exchange: Exchange,
+        store: Callable[[str, CacheEntry], None],
+        watch: bool = True,
     ) -> None:
         self._inner = inner
         self._exchange = exchange
         self._store = store
-        self._finalizer = _watch(self, exchange)
+        self._finalizer = _watch(self, exchange) if watch else None
 
     def __iter__(self) -> Iterator[bytes]:
         exchange = self._exchange
@@ -81,7 +87,8 @@ class SyncTee:
             self._end(False, None)
 
     def _end(self, ended: bool, error: BaseException | None) -> None:
-        self._finalizer.detach()
+        if self._finalizer is not None:
+            self._finalizer.detach()
         entry = self._exchange.finish(ended, error)
         try:
             if entry is not None and self._exchange.key is not None:
@@ -96,11 +103,12 @@ class AsyncTee:
         inner: AsyncIterable[bytes],
         exchange: Exchange,
         store: Callable[[str, CacheEntry], Awaitable[None]],
+        watch: bool = True,
     ) -> None:
         self._inner = inner
         self._exchange = exchange
         self._store = store
-        self._finalizer = _watch(self, exchange)
+        self._finalizer = _watch(self, exchange) if watch else None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         exchange = self._exchange
@@ -129,7 +137,8 @@ class AsyncTee:
             await self._end(False, None)
 
     async def _end(self, ended: bool, error: BaseException | None) -> None:
-        self._finalizer.detach()
+        if self._finalizer is not None:
+            self._finalizer.detach()
         entry = self._exchange.finish(ended, error)
         try:
             if entry is not None and self._exchange.key is not None:

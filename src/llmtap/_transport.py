@@ -350,7 +350,7 @@ class SyncDriver(TransportCore):
         if read is None:
             return self._answer(run.reply, run.upstream, is_async=False)
         exchange, body = read
-        visible = b"".join(self._streams.tee(body, exchange, self._store))
+        visible = b"".join(self._streams.tee(body, exchange, self._store, watch=False))
         return self._absorbed(run.upstream, exchange, visible)
 
     def _perform(self, effect: Any, request: Any, run: Run) -> Any:
@@ -391,7 +391,7 @@ class AsyncDriver(TransportCore):
         if read is None:
             return self._answer(run.reply, run.upstream, is_async=True)
         exchange, body = read
-        tee = self._streams.async_tee(body, exchange, self._astore)
+        tee = self._streams.async_tee(body, exchange, self._astore, watch=False)
         visible = b"".join([chunk async for chunk in tee])
         return self._absorbed(run.upstream, exchange, visible)
 
