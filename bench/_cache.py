@@ -9,7 +9,7 @@ from typing import Any
 
 from bench._fixtures import LIBS, Canned, Telemetry, chat_body, lib, tap
 from bench._harness import Plan, compare, ratio
-from bench._report import Report, Row
+from bench._report import Report, Row, ratio_row
 
 VS_VCR = 0.57
 VS_HISHEL = 0.87
@@ -131,19 +131,7 @@ def _hits(
             why = {"hishel_hit": hishel_note, "vcrpy_replay": vcr_note}.get(missing, tel.why_not)
             rep.na("cache-hit", name, variant + f" vs {base}", why)
             return
-        rep.add(
-            Row(
-                "cache-hit",
-                name,
-                variant,
-                base,
-                ratio(samples, variant, base),
-                variant_us=samples[variant].median_us,
-                baseline_us=samples[base].median_us,
-                target=target,
-                note=note,
-            )
-        )
+        rep.add(ratio_row("cache-hit", name, samples, variant, base, target, note))
 
     for c_name in ("memory", "disk", "file"):
         row(

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench._harness import ratio
+
 
 @dataclass
 class Row:
@@ -25,6 +27,29 @@ class Row:
     target: float | None = None  # pass when value <= target
     status: str = ""
     note: str = ""
+
+
+def ratio_row(
+    scenario: str,
+    lib_name: str,
+    samples: dict[str, Any],
+    variant: str,
+    base: str,
+    target: float | None = None,
+    note: str = "",
+) -> Row:
+    """A row for ``variant`` over ``base``: the paired median ratio and both medians."""
+    return Row(
+        scenario,
+        lib_name,
+        variant,
+        base,
+        ratio(samples, variant, base),
+        variant_us=samples[variant].median_us,
+        baseline_us=samples[base].median_us,
+        target=target,
+        note=note,
+    )
 
 
 class Report:

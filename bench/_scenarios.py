@@ -19,7 +19,7 @@ from bench._fixtures import (
 )
 from bench._floor import floor_block, llmtap_span
 from bench._harness import Plan, compare, ratio
-from bench._report import Report, Row
+from bench._report import Report, Row, ratio_row
 from bench._server import loopback
 
 ON_TARGET = 1.55
@@ -76,19 +76,8 @@ def _rows(
         if name not in samples:
             rep.na(scenario, lib_name, name, tel.why_not)
             continue
-        rep.add(
-            Row(
-                scenario,
-                lib_name,
-                name,
-                base,
-                ratio(samples, name, base),
-                variant_us=samples[name].median_us,
-                baseline_us=samples[base].median_us,
-                target=target,
-                note=AA_NOTE if name == AA else note,
-            )
-        )
+        row_note = AA_NOTE if name == AA else note
+        rep.add(ratio_row(scenario, lib_name, samples, name, base, target, row_note))
 
 
 def _floor_rows(rep: Report, name: str, samples: dict[str, Any], attributes: int) -> None:
@@ -96,18 +85,8 @@ def _floor_rows(rep: Report, name: str, samples: dict[str, Any], attributes: int
         (FLOOR, "plain", f"the same span ({attributes} attributes) and Prometheus work, inline"),
         ("llmtap_tel_on", FLOOR, "llmtap's own share of a call with telemetry on"),
     ):
-        rep.add(
-            Row(
-                "passthrough",
-                name,
-                variant,
-                base,
-                ratio(samples, variant, base),
-                variant_us=samples[variant].median_us,
-                baseline_us=samples[base].median_us,
-                note=f"MockTransport; {note}",
-            )
-        )
+        row = ratio_row("passthrough", name, samples, variant, base, note=f"MockTransport; {note}")
+        rep.add(row)
 
 
 def passthrough(rep: Report, plan: Plan, loop_plan: Plan, tel: Telemetry) -> None:
