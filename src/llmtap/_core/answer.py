@@ -44,6 +44,8 @@ class AnswerFacts:
 
     def ordered_finish_reasons(self) -> list[str]:
         """One reason per choice, in index order; a choice that never finished is ``error``."""
+        if len(self.finish_reasons) == 1 and self.choices <= self.finish_reasons.keys():
+            return list(self.finish_reasons.values())  # one choice, finished: the usual case
         indices = sorted(self.choices | set(self.finish_reasons))
         return [self.finish_reasons.get(i, "error") for i in indices]
 

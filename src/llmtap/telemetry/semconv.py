@@ -189,8 +189,11 @@ def _either(obj: dict[str, Any], first: str, second: str) -> int | None:
 
 
 _MODALITIES = {
-    f"{modality}_tokens": f"gen_ai.usage.{modality}.{{}}_tokens"
-    for modality in ("text", "audio", "image")
+    direction: tuple(
+        (f"{modality}_tokens", f"gen_ai.usage.{modality}.{direction}_tokens")
+        for modality in ("text", "audio", "image")
+    )
+    for direction in ("input", "output")
 }
 
 
@@ -216,10 +219,10 @@ def read_usage(usage: dict[str, Any] | None) -> Usage | None:
 
 
 def _modality(result: Usage, details: dict[str, Any], direction: str) -> None:
-    for field_name, attribute in _MODALITIES.items():
+    for field_name, attribute in _MODALITIES[direction]:
         count = details.get(field_name)
         if type(count) is int:
-            result.modality[attribute.format(direction)] = count
+            result.modality[attribute] = count
 
 
 def usage_attributes(usage: Usage) -> dict[str, Any]:
