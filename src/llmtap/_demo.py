@@ -116,7 +116,7 @@ def run_demo(args: argparse.Namespace) -> int:
         where = "the OpenAI API" if real else f"a local fake upstream at {base_url}"
         print(f"llmtap demo: calls through the openai SDK to {where}")
         print(f"cache: DiskCache({directory})")
-        print(f"metrics: {served.url} (spans print below each call)\n")
+        print(f"metrics: {served.url} (each call's span prints on the line above it)\n")
         transport = Transport(
             cache=DiskCache(directory),
             mode="read_write",
