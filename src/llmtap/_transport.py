@@ -324,7 +324,17 @@ def _ttl(entry: CacheEntry) -> float | None:
 
 
 def _head(response: Any) -> tuple[int, list[tuple[str, str]]]:
-    return response.status_code, response.headers.multi_items()
+    # From the raw byte pairs: ``multi_items()`` first detects the block's encoding by
+    # decoding every header, then decodes each again.
+    return response.status_code, [(_text(k.lower()), _text(v)) for k, v in response.headers.raw]
+
+
+def _text(raw: bytes) -> str:
+    """A header name or value as ``Headers`` would decode it: ASCII or UTF-8, else Latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 class SyncDriver(TransportCore):
