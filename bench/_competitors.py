@@ -1,11 +1,12 @@
 """3. The openai SDK call instrumented by OpenTelemetry's openai-v2, by OpenLLMetry, and by llmtap.
 
-Instrumentations patch the openai SDK process-wide (OpenLLMetry's ``uninstrument()``
-even leaves its wrappers in place), so each runs in its own child process, in its
-own virtualenv (their pins conflict): there it times the bare SDK first, then
-instruments and times the instrumented SDK, over the same ``MockTransport``.
-That A-then-B order is forced by the patching; llmtap's child times bare and llmtap
-interleaved. Each child runs twice, alternating, and the median ratio is kept.
+Instrumentations patch the openai SDK process-wide, so each runs in its own child
+process, in its own virtualenv (their pins conflict), over the same ``MockTransport``.
+openai-v2's ``uninstrument()`` restores the SDK, so its child switches it on for its
+own turns and interleaves bare and instrumented rounds, as llmtap's child does.
+OpenLLMetry's leaves its wrappers in place: its child times the bare SDK first,
+then instruments for good. Each child times calls and 200-chunk streams (scenario 4
+against the instrumentations), runs twice, alternating, and the median is kept.
 
     python -m bench._competitors child NAME ROUNDS CALLS   # what the parent runs
 
@@ -80,35 +81,60 @@ def competitors(rep: Any, quick: bool) -> None:
                 note=results[0]["note"],
             )
         )
+        _stream_rows(rep, variant, results)
+
+
+def _stream_rows(rep: Any, variant: str, results: list[dict[str, Any]]) -> None:
+    """Scenario 4 against the instrumentations: the same 200-chunk stream, per chunk and
+    to the first chunk, each instrumentation over its own bare SDK."""
+    from bench._report import Row
+
+    def median(field: str) -> float:
+        return statistics.median(r[field] for r in results)
+
+    note = results[0]["note"] + "; 200-chunk SSE, MockTransport"
+    rep.add(
+        Row(
+            "streaming",
+            "httpx2",
+            f"{variant} per chunk",
+            "bare openai SDK",
+            median("stream_ratio"),
+            variant_us=median("stream_variant_us"),
+            baseline_us=median("stream_baseline_us"),
+            note=note,
+        )
+    )
+    ttfc, base = median("ttfc_variant_us"), median("ttfc_baseline_us")
+    rep.add(
+        Row(
+            "streaming",
+            "httpx2",
+            f"{variant} first chunk",
+            "bare openai SDK",
+            ttfc / base,
+            variant_us=ttfc,
+            baseline_us=base,
+            note="time to first chunk (medians)",
+        )
+    )
 
 
 # -- the child --------------------------------------------------------------------------
 
 
 def _child(name: str, rounds: int, calls: int) -> dict[str, Any]:
+    """Time the bare and the instrumented SDK: calls, and 200-chunk streams (scenario 4)."""
     import httpx2
 
-    from bench._fixtures import (
-        Canned,
-        Telemetry,
-        chat_body,
-        openai_client,
-        sdk_tracer_provider,
-        tap,
+    from bench._fixtures import Canned, Telemetry, openai_client, sdk_tracer_provider, tap
+    from bench._harness import Plan
+
+    plans = (
+        Plan(rounds=rounds, calls=calls, warmup=2),
+        Plan(rounds=max(3, rounds // 2), calls=max(2, calls // 20), warmup=1),
     )
-    from bench._harness import Plan, compare, ratio
-
-    plan = Plan(rounds=rounds, calls=calls, warmup=2)
     canned = Canned()
-    body = chat_body()
-
-    def block(sdk: Any) -> Any:
-        def run(n: int) -> None:
-            for _ in range(n):
-                sdk.chat.completions.create(**body)
-
-        return run
-
     plain = openai_client(httpx2.Client(transport=httpx2.MockTransport(canned)))
     if name == "llmtap":
         tel = Telemetry()
@@ -117,16 +143,8 @@ def _child(name: str, rounds: int, calls: int) -> dict[str, Any]:
         tapped = openai_client(
             httpx2.Client(transport=tap("httpx2", httpx2.MockTransport(canned), **tel.on))
         )
-        s = compare({"plain": block(plain), "x": block(tapped)}, plan)
-        note = (
-            "llmtap: cache off, spans (SDK, batch, null exporter) + Prometheus metrics; interleaved"
-        )
-        return {
-            "ratio": ratio(s, "x", "plain"),
-            "variant_us": s["x"].median_us,
-            "baseline_us": s["plain"].median_us,
-            "note": note,
-        }
+        note = "llmtap: cache off, spans (SDK, batch, null exporter) + Prometheus metrics"
+        return _interleaved({"plain": plain, "x": tapped}, plans, {}, f"{note}; interleaved")
     from importlib.metadata import version
 
     from opentelemetry.sdk.metrics import MeterProvider
@@ -144,28 +162,93 @@ def _child(name: str, rounds: int, calls: int) -> dict[str, Any]:
                 instrumentor.uninstrument,
             )
         }
-        s = compare({"plain": block(plain), "x": block(plain)}, plan, hooks)
-        provider.shutdown()
         dist = "opentelemetry-instrumentation-openai-v2"
-        return {
-            "ratio": ratio(s, "x", "plain"),
-            "variant_us": s["x"].median_us,
-            "baseline_us": s["plain"].median_us,
-            "note": f"{dist} {version(dist)}: spans (SDK, batch, null exporter) + SDK metrics; "
-            "instrumented for its own turns only, interleaved",
-        }
+        note = f"{dist} {version(dist)}: spans (SDK, batch, null exporter) + SDK metrics"
+        result = _interleaved({"plain": plain, "x": plain}, plans, hooks, f"{note}; interleaved")
+        provider.shutdown()
+        return result
     # OpenLLMetry's uninstrument() leaves its wrappers in place: bare first, then for good.
     from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetry
 
-    before = compare({"plain": block(plain)}, plan)
+    bare = _timed({"plain": plain}, plans, {})
     OpenLLMetry().instrument(tracer_provider=provider, meter_provider=MeterProvider())
-    dist = "opentelemetry-instrumentation-openai"
-    label = f"OpenLLMetry {dist} {version(dist)}"
-    after = compare({"x": block(plain)}, plan)
+    instrumented = _timed({"x": plain}, plans, {})
     provider.shutdown()
-    base, inst = before["plain"].median_us, after["x"].median_us
-    note = f"{label}: spans (SDK, batch, null exporter) + SDK metrics; bare then instrumented"
-    return {"ratio": inst / base, "variant_us": inst, "baseline_us": base, "note": note}
+    dist = "opentelemetry-instrumentation-openai"
+    note = f"OpenLLMetry {dist} {version(dist)}: spans (SDK, batch, null exporter) + SDK metrics"
+    merged = {part: {**bare[part], **instrumented[part]} for part in bare}
+    return _summary(merged, paired=False, note=f"{note}; bare then instrumented")
+
+
+def _timed(sdks: dict[str, Any], plans: Any, hooks: dict[str, Any]) -> dict[str, Any]:
+    """Samples per variant: ``calls``, ``streams`` and each stream's time to first chunk."""
+    import time
+
+    from bench._fixtures import STREAM_CHUNKS, chat_body
+    from bench._harness import compare
+
+    body = chat_body()
+    stream_body = chat_body(stream=True, stream_options={"include_usage": True})
+    first: dict[str, list[float]] = {k: [] for k in sdks}
+
+    def calls(sdk: Any) -> Any:
+        def run(n: int) -> None:
+            for _ in range(n):
+                sdk.chat.completions.create(**body)
+
+        return run
+
+    def streams(sdk: Any, name: str) -> Any:
+        def run(n: int) -> None:
+            for _ in range(n):
+                start = time.perf_counter_ns()
+                count = 0
+                for _chunk in sdk.chat.completions.create(**stream_body):
+                    if count == 0:
+                        first[name].append(time.perf_counter_ns() - start)
+                    count += 1
+                assert count == STREAM_CHUNKS + 2, count
+
+        return run
+
+    call_plan, stream_plan = plans
+    return {
+        "calls": compare({k: calls(v) for k, v in sdks.items()}, call_plan, hooks),
+        "streams": compare({k: streams(v, k) for k, v in sdks.items()}, stream_plan, hooks),
+        "first": first,
+    }
+
+
+def _interleaved(
+    sdks: dict[str, Any], plans: Any, hooks: dict[str, Any], note: str
+) -> dict[str, Any]:
+    return _summary(_timed(sdks, plans, hooks), paired=True, note=note)
+
+
+def _summary(timed: dict[str, Any], paired: bool, note: str) -> dict[str, Any]:
+    """Ratios of ``x`` over ``plain``: paired by round when interleaved, else of medians."""
+    from bench._fixtures import STREAM_CHUNKS
+    from bench._harness import ratio
+
+    def rel(part: str) -> float:
+        samples = timed[part]
+        if paired:
+            return ratio(samples, "x", "plain")
+        return float(samples["x"].median_us / samples["plain"].median_us)
+
+    calls, streams, first = timed["calls"], timed["streams"], timed["first"]
+    per_chunk = STREAM_CHUNKS + 2
+    return {
+        "ratio": rel("calls"),
+        "variant_us": calls["x"].median_us,
+        "baseline_us": calls["plain"].median_us,
+        "stream_ratio": rel("streams"),
+        "stream_variant_us": streams["x"].median_us / per_chunk,
+        "stream_baseline_us": streams["plain"].median_us / per_chunk,
+        "ttfc_variant_us": statistics.median(first["x"]) / 1000,
+        "ttfc_baseline_us": statistics.median(first["plain"]) / 1000,
+        "note": note,
+    }
 
 
 if __name__ == "__main__":
