@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from bench._fixtures import LIBS, Canned, Telemetry, chat_body, lib, tap
-from bench._harness import Plan, compare, ratio
-from bench._report import Report, Row, ratio_row
+from bench._harness import Plan, compare
+from bench._report import Report, ratio_row
 
 VS_VCR = 0.57
 VS_HISHEL = 0.87
@@ -198,30 +198,14 @@ def _per_test(
     if cassette is None:
         rep.na("per-test", name, "file_hit vs vcrpy", vcr_note)
         return
-    tests = {"filecache_test": file_test, "vcrpy_test": vcr_test, "plain_test": plain_test}
+    floor = "plain_test (floor)"
+    tests = {"filecache_test": file_test, "vcrpy_test": vcr_test, floor: plain_test}
     samples = compare(tests, plan)
+    note = f"new client + transport, load recording, 1 replayed call; {vcr_note} YAML"
     rep.add(
-        Row(
-            "per-test",
-            name,
-            "filecache_test",
-            "vcrpy_test",
-            ratio(samples, "filecache_test", "vcrpy_test"),
-            variant_us=samples["filecache_test"].median_us,
-            baseline_us=samples["vcrpy_test"].median_us,
-            target=FILE_VS_VCR_PER_TEST,
-            note=f"new client + transport, load recording, 1 replayed call; {vcr_note} YAML",
+        ratio_row(
+            "per-test", name, samples, "filecache_test", "vcrpy_test", FILE_VS_VCR_PER_TEST, note
         )
     )
-    rep.add(
-        Row(
-            "per-test",
-            name,
-            "plain_test (floor)",
-            "vcrpy_test",
-            ratio(samples, "plain_test", "vcrpy_test"),
-            variant_us=samples["plain_test"].median_us,
-            baseline_us=samples["vcrpy_test"].median_us,
-            note="new client, 1 uncached call to MockTransport: the best any cache can do",
-        )
-    )
+    note = "new client, 1 uncached call to MockTransport: the best any cache can do"
+    rep.add(ratio_row("per-test", name, samples, floor, "vcrpy_test", note=note))

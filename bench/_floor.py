@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench._fixtures import chat_body, sdk_tracer_provider, tap
+from bench._fixtures import chat_body, lib, sdk_tracer_provider, tap
 
 # Set at span start (what a sampler may read); the rest go in at the end, as llmtap does.
 _START = ("gen_ai.operation.name", "gen_ai.provider.name", "server.address", "server.port")
@@ -28,7 +28,7 @@ def llmtap_span(lib_name: str, inner: Any) -> Any:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    mod = __import__(lib_name)
+    mod = lib(lib_name)
     transport = tap(lib_name, inner, tracer_provider=provider, metrics=None)
     with mod.Client(transport=transport, base_url="http://fake/v1") as client:
         client.post("/chat/completions", json=chat_body()).read()

@@ -151,3 +151,13 @@ def chat(seed: int | None = 7, **extra: Any) -> dict[str, Any]:
         body["seed"] = seed
     body.update(extra)
     return body
+
+
+def cache_errors(registry: Any) -> float:
+    """``llmtap_cache_errors_total`` summed over its labels (backend, op)."""
+    return sum(
+        sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == "llmtap_cache_errors_total"
+    )

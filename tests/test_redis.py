@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 import backend_contract
 import llmtap.httpx
 import llmtap.httpx2
-from conftest import chat
+from conftest import cache_errors, chat
 from llmtap import Metrics, RedisCache
 from llmtap._core.entry import decode_entry
 from llmtap.testing import FakeUpstream
@@ -364,12 +364,7 @@ class Probe:
         return str(response.headers["x-llmtap-cache"])
 
     def errors(self) -> float:
-        total = 0.0
-        for metric in self.registry.collect():
-            for sample in metric.samples:
-                if sample.name == "llmtap_cache_errors_total":
-                    total += sample.value
-        return total
+        return cache_errors(self.registry)
 
     def close(self) -> None:
         try:

@@ -178,17 +178,17 @@ class TransportCore:
             tee = self._streams.async_tee if is_async else self._streams.tee
             store = self._astore if is_async else self._store
             upstream.stream = tee(upstream.stream, exchange, store)
-            self._label(upstream, exchange)
+            _label(upstream, exchange.cache, exchange.key)
             return upstream
         if reply.kind == "hit" and exchange is not None and reply.entry is not None:
             entry = reply.entry
-            headers = entry.headers + _labels(exchange)
+            headers = entry.headers + _labels(exchange.cache, exchange.key)
             if not entry.is_stream:
                 headers.append(("content-length", str(len(entry.body))))
             response = lib.Response(
                 entry.status, headers=headers, stream=self._streams.replay(entry.iter_chunks())
             )
-            _label_extensions(response, exchange)
+            _label_extensions(response, exchange.cache, exchange.key)
             return response
         headers = [
             ("content-type", "application/json"),
@@ -196,12 +196,12 @@ class TransportCore:
             ("x-should-retry", "false"),
         ]
         if exchange is not None:
-            headers += _labels(exchange)
+            headers += _labels(exchange.cache, exchange.key)
         response = lib.Response(
             reply.status, headers=headers, stream=self._streams.replay([reply.body])
         )
         if exchange is not None:
-            _label_extensions(response, exchange)
+            _label_extensions(response, exchange.cache, exchange.key)
         return response
 
     def _already_read(self, reply: Reply | None, upstream: Any) -> tuple[Exchange, Any] | None:
@@ -227,14 +227,14 @@ class TransportCore:
                 content=visible,
                 extensions=upstream.extensions,
             )
-        self._label(upstream, exchange)
+        _label(upstream, exchange.cache, exchange.key)
         return upstream
 
-    def _bypassed(self, response: Any) -> Any:
+    @staticmethod
+    def _bypassed(response: Any) -> Any:
         """An intercepted call through an inert transport (no store, no telemetry): only
         labelled, its bodies untouched."""
-        response.headers["x-llmtap-cache"] = "bypass"
-        response.extensions["llmtap_cache"] = "bypass"
+        _label(response, "bypass", None)
         return response
 
     def _outgoing(self, request: Any, send: Send) -> Any:
@@ -249,13 +249,6 @@ class TransportCore:
             content=send.body,
             extensions=request.extensions,
         )
-
-    @staticmethod
-    def _label(response: Any, exchange: Exchange) -> None:
-        headers = response.headers
-        for name, value in _labels(exchange):
-            headers[name] = value
-        _label_extensions(response, exchange)
 
     # -- the store, failing open ------------------------------------------------
 
@@ -306,17 +299,26 @@ class TransportCore:
             return []
 
 
-def _labels(exchange: Exchange) -> list[tuple[str, str]]:
-    if exchange.key is None:
-        return [("x-llmtap-cache", exchange.cache)]
-    return [("x-llmtap-cache", exchange.cache), ("x-llmtap-cache-key", exchange.key)]
+def _labels(cache: str, key: str | None) -> list[tuple[str, str]]:
+    """The response headers saying what the cache did (API.md)."""
+    if key is None:
+        return [("x-llmtap-cache", cache)]
+    return [("x-llmtap-cache", cache), ("x-llmtap-cache-key", key)]
 
 
-def _label_extensions(response: Any, exchange: Exchange) -> None:
+def _label_extensions(response: Any, cache: str, key: str | None) -> None:
     extensions = response.extensions
-    extensions["llmtap_cache"] = exchange.cache
-    if exchange.key is not None:
-        extensions["llmtap_cache_key"] = exchange.key
+    extensions["llmtap_cache"] = cache
+    if key is not None:
+        extensions["llmtap_cache_key"] = key
+
+
+def _label(response: Any, cache: str, key: str | None) -> None:
+    """Label a response built elsewhere (upstream's); ours get the headers at construction."""
+    headers = response.headers
+    for name, value in _labels(cache, key):
+        headers[name] = value
+    _label_extensions(response, cache, key)
 
 
 def _ttl(entry: CacheEntry) -> float | None:

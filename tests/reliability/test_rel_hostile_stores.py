@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from relsupport import BACKENDS, CHAT_URL, chat, llmtap_warnings, make_store, reference
 
 import llmtap.httpx2
+from conftest import cache_errors
 from llmtap import Metrics
 from llmtap.testing import FakeUpstream
 
@@ -71,12 +72,7 @@ class Rig:
         return await client.post(CHAT_URL, json=body)
 
     def errors(self) -> float:
-        total = 0.0
-        for metric in self.registry.collect():
-            for sample in metric.samples:
-                if sample.name == "llmtap_cache_errors_total":
-                    total += sample.value
-        return total
+        return cache_errors(self.registry)
 
     def key_of(self, body: dict[str, Any]) -> str:
         self.post(body)
