@@ -102,3 +102,68 @@ async def test_waiters_go_upstream_when_the_leader_fails() -> None:
     statuses = sorted(r.status_code for r in results)
     assert statuses[0] == 200 and statuses[-1] == 500
     assert fake.request_count >= 2
+
+
+class _LateReader(MemoryCache):
+    """A store whose reads on one thread come back late: the value is read at once, then
+    handed over only once ``release`` is set (a slow disk, a descheduled thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow_thread: int | None = None
+        self.read_done = threading.Event()
+        self.release = threading.Event()
+
+    def get(self, key: str) -> bytes | None:
+        value = super().get(key)
+        if threading.get_ident() == self.slow_thread and not self.release.is_set():
+            self.read_done.set()
+            self.release.wait(10)
+        return value
+
+
+@pytest.mark.parametrize("io", ["sync", "async"])
+def test_a_call_that_read_the_store_just_before_a_leader_stored_does_not_go_upstream(
+    io: str,
+) -> None:
+    """B reads the store (miss), A leads, stores and finishes, then B claims the key:
+    B must find A's answer instead of leading a second upstream call."""
+    fake = FakeUpstream()
+    cache = _LateReader()
+    if io == "sync":
+        transport: Any = llmtap.httpx2.Transport(
+            transport=httpx2.MockTransport(fake), cache=cache, metrics=None
+        )
+    else:
+        transport = llmtap.httpx2.AsyncTransport(
+            transport=httpx2.MockTransport(fake), cache=cache, metrics=None
+        )
+    url = "https://api.openai.com/v1/chat/completions"
+
+    def post() -> Any:
+        if io == "sync":
+            with httpx2.Client(transport=transport) as client:
+                return client.post(url, json=chat(seed=3))
+
+        async def apost() -> Any:
+            client = httpx2.AsyncClient(transport=transport)  # keeps the transport open
+            return await client.post(url, json=chat(seed=3))
+
+        return asyncio.run(apost())
+
+    late: dict[str, Any] = {}
+
+    def slow_caller() -> None:
+        cache.slow_thread = threading.get_ident()
+        late["response"] = post()
+
+    b = threading.Thread(target=slow_caller)
+    b.start()
+    assert cache.read_done.wait(10)  # B has read the store: a miss
+    first = post()  # A: miss, leads, stores, ends its flight
+    cache.release.set()
+    b.join(10)
+    assert first.headers["x-llmtap-cache"] == "miss"
+    assert late["response"].headers["x-llmtap-cache"] == "hit"
+    assert late["response"].content == first.content
+    assert fake.request_count == 1

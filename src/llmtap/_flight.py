@@ -120,6 +120,9 @@ class FlightTable:
         self._warned = False
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
+        #: Flights ended so far. A driver notes it before reading the store; a call that
+        #: then claims a key while this moved may have missed an answer stored meanwhile.
+        self.released = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- in this process --------------------------------------------------------
@@ -140,14 +143,23 @@ class FlightTable:
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
+            self.released += 1
         flight.release()
 
-    def join(self, key: str, exchange: Exchange) -> bool | None:
+    def join(self, key: str, exchange: Exchange, ticket: int | None = None) -> bool | None:
         """``None``: this call leads (release registered on ``exchange``); ``False``:
-        a leader finished (or took too long), read the store."""
+        a leader finished (or took too long), read the store.
+
+        ``ticket`` is :attr:`released` as it was before this call read the store: if a
+        flight ended since, its answer may be stored now, so the store is checked again
+        before leading (else a call that looked just before a leader stored would go
+        upstream a second time)."""
         flight, leads = self._claim(key, is_async=False)
         if not leads:
             flight.event.wait(self.wait)
+            return False
+        if ticket is not None and ticket != self.released and self._stored(key):
+            self._release(key, flight)
             return False
         token = None
         if self.remote is not None:
@@ -159,7 +171,7 @@ class FlightTable:
         exchange.on_settled(lambda: self._settle(key, flight, token))
         return None
 
-    async def ajoin(self, key: str, exchange: Exchange) -> bool | None:
+    async def ajoin(self, key: str, exchange: Exchange, ticket: int | None = None) -> bool | None:
         flight, leads = self._claim(key, is_async=True)
         if not leads:
             if flight.async_event is None or flight.loop is not asyncio.get_running_loop():
@@ -170,6 +182,9 @@ class FlightTable:
             except TimeoutError:
                 pass
             return False
+        if ticket is not None and ticket != self.released and await self._astored(key):
+            self._release(key, flight)
+            return False
         token = None
         if self.remote is not None:
             stored, token = await self._adrive(key)
@@ -179,6 +194,18 @@ class FlightTable:
                 return False
         exchange.on_settled(lambda: self._settle(key, flight, token))
         return None
+
+    def _stored(self, key: str) -> bool:
+        try:
+            return cast(Any, self.backend).get(key) is not None
+        except Exception:  # the flow's own read reports a failing store
+            return False
+
+    async def _astored(self, key: str) -> bool:
+        try:
+            return await cast(Any, self.backend).aget(key) is not None
+        except Exception:
+            return False
 
     def _settle(self, key: str, flight: _Flight, token: str | None) -> None:
         """The leader's answer is stored (or the call failed): wake everyone."""

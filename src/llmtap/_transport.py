@@ -371,9 +371,10 @@ class SyncDriver(TransportCore):
                 run.upstream = self._inner.handle_request(self._outgoing(request, effect))
             return _head(run.upstream)
         if type(effect) is Get:
+            run.ticket = self._flights.released
             return self._get(effect.key)
         if type(effect) is Join:
-            return self._flights.join(effect.key, effect.exchange)
+            return self._flights.join(effect.key, effect.exchange, run.ticket)
         return self._scan()
 
     def close(self) -> None:
@@ -414,9 +415,10 @@ class AsyncDriver(TransportCore):
                 run.upstream = await self._inner.handle_async_request(outgoing)
             return _head(run.upstream)
         if type(effect) is Get:
+            run.ticket = self._flights.released
             return await self._aget(effect.key)
         if type(effect) is Join:
-            return await self._flights.ajoin(effect.key, effect.exchange)
+            return await self._flights.ajoin(effect.key, effect.exchange, run.ticket)
         return await asyncio.to_thread(self._scan)
 
     async def aclose(self) -> None:

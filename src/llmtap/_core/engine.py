@@ -64,13 +64,15 @@ class Run:
     reported) by :meth:`sending`, and then reaches the caller unchanged.
     """
 
-    __slots__ = ("_flow", "reply", "result", "upstream")
+    __slots__ = ("_flow", "reply", "result", "ticket", "upstream")
 
     def __init__(self, flow: Generator[Any, Any, Reply]) -> None:
         self._flow = flow
         self.result: Any = None
         self.upstream: Any = None
         self.reply: Reply | None = None
+        #: The driver's note of its flight table before the last store read (see Join).
+        self.ticket: int | None = None
 
     def next(self) -> Any:
         try:
