@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Protocol, cast
 
 from llmtap._core.exchange import Exchange
+from llmtap._core.request import LLMCall
 
 log = logging.getLogger("llmtap")
 
@@ -94,8 +95,9 @@ def _locking(backend: object) -> LockingBackend | None:
 class FlightTable:
     """Flights of one transport, by key.
 
-    ``on_error(op, exc)`` / ``on_recovered(op)`` report lock-path failures of the
-    backend (op ``"lock"``); without them a failure is logged once per outage.
+    ``on_error(op, exc, call)`` / ``on_recovered(op)`` report lock-path failures of
+    the backend (op ``"lock"``, for the leading ``call``); without them a failure is
+    logged once per outage.
     """
 
     def __init__(
@@ -105,7 +107,7 @@ class FlightTable:
         *,
         poll: float = 0.05,
         lock_ttl: float | None = None,
-        on_error: Callable[[str, BaseException], None] | None = None,
+        on_error: Callable[[str, BaseException, LLMCall], None] | None = None,
         on_recovered: Callable[[str], None] | None = None,
     ) -> None:
         self.backend = backend
@@ -163,12 +165,12 @@ class FlightTable:
             return False
         token = None
         if self.remote is not None:
-            stored, token = self._drive(key)
+            stored, token = self._drive(key, exchange.call)
             if stored:
-                self._unlock(key, token)
+                self._unlock(key, token, exchange.call)
                 self._release(key, flight)
                 return False
-        exchange.on_settled(lambda: self._settle(key, flight, token))
+        exchange.on_settled(lambda: self._settle(key, flight, token, exchange.call))
         return None
 
     async def ajoin(self, key: str, exchange: Exchange, ticket: int | None = None) -> bool | None:
@@ -187,12 +189,12 @@ class FlightTable:
             return False
         token = None
         if self.remote is not None:
-            stored, token = await self._adrive(key)
+            stored, token = await self._adrive(key, exchange.call)
             if stored:
-                await self._aunlock(key, token)
+                await self._aunlock(key, token, exchange.call)
                 self._release(key, flight)
                 return False
-        exchange.on_settled(lambda: self._settle(key, flight, token))
+        exchange.on_settled(lambda: self._settle(key, flight, token, exchange.call))
         return None
 
     def _stored(self, key: str) -> bool:
@@ -207,18 +209,18 @@ class FlightTable:
         except Exception:
             return False
 
-    def _settle(self, key: str, flight: _Flight, token: str | None) -> None:
+    def _settle(self, key: str, flight: _Flight, token: str | None, call: LLMCall) -> None:
         """The leader's answer is stored (or the call failed): wake everyone."""
         self._release(key, flight)
         if token is None:
             return
         loop = _running_loop()
         if loop is not None and loop is flight.loop:
-            task = loop.create_task(self._aunlock(key, token))
+            task = loop.create_task(self._aunlock(key, token, call))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
-            self._unlock(key, token)
+            self._unlock(key, token, call)
 
     # -- across processes -------------------------------------------------------
 
@@ -239,7 +241,7 @@ class FlightTable:
                 return False
             yield ("sleep", (self.poll,))
 
-    def _drive(self, key: str) -> tuple[bool, str | None]:
+    def _drive(self, key: str, call: LLMCall) -> tuple[bool, str | None]:
         run, remote = _LockRun(self._remote_flow(key)), self.remote
         try:
             while (step := run.next()) is not None:
@@ -250,12 +252,12 @@ class FlightTable:
                 else:
                     run.result = getattr(remote, op)(*args)
         except Exception as exc:
-            self._failed(exc)
+            self._failed(exc, call)
             return False, run.token
         self._recovered()
         return run.stored, run.token
 
-    async def _adrive(self, key: str) -> tuple[bool, str | None]:
+    async def _adrive(self, key: str, call: LLMCall) -> tuple[bool, str | None]:
         run, remote = _LockRun(self._remote_flow(key)), self.remote
         try:
             while (step := run.next()) is not None:
@@ -266,30 +268,30 @@ class FlightTable:
                 else:
                     run.result = await getattr(remote, "a" + op)(*args)
         except Exception as exc:
-            self._failed(exc)
+            self._failed(exc, call)
             return False, run.token
         self._recovered()
         return run.stored, run.token
 
-    def _unlock(self, key: str, token: str | None) -> None:
+    def _unlock(self, key: str, token: str | None, call: LLMCall) -> None:
         if token is None or self.remote is None:
             return
         try:
             self.remote.unlock(key, token)
         except Exception as exc:
-            self._failed(exc)
+            self._failed(exc, call)
 
-    async def _aunlock(self, key: str, token: str | None) -> None:
+    async def _aunlock(self, key: str, token: str | None, call: LLMCall) -> None:
         if token is None or self.remote is None:
             return
         try:
             await self.remote.aunlock(key, token)
         except Exception as exc:
-            self._failed(exc)
+            self._failed(exc, call)
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, call: LLMCall) -> None:
         if self._on_error is not None:
-            self._on_error("lock", exc)
+            self._on_error("lock", exc, call)
         elif not self._warned:
             self._warned = True
             log.warning(

@@ -27,6 +27,7 @@ from typing import Any
 
 from llmtap._core.entry import CacheEntry
 from llmtap._core.exchange import Exchange
+from llmtap._core.request import LLMCall
 
 log = logging.getLogger("llmtap")
 
@@ -52,7 +53,7 @@ class SyncTee:
         self,
         inner: Iterable[bytes],
         exchange: Exchange,
-        store: Callable[[str, CacheEntry], None],
+        store: Callable[[str, CacheEntry, LLMCall], None],
         watch: bool = True,
     ) -> None:
         self._inner = inner
@@ -92,7 +93,7 @@ class SyncTee:
         entry = self._exchange.finish(ended, error)
         try:
             if entry is not None and self._exchange.key is not None:
-                self._store(self._exchange.key, entry)
+                self._store(self._exchange.key, entry, self._exchange.call)
         finally:
             self._exchange.settle()
 
@@ -102,7 +103,7 @@ class AsyncTee:
         self,
         inner: AsyncIterable[bytes],
         exchange: Exchange,
-        store: Callable[[str, CacheEntry], Awaitable[None]],
+        store: Callable[[str, CacheEntry, LLMCall], Awaitable[None]],
         watch: bool = True,
     ) -> None:
         self._inner = inner
@@ -142,7 +143,7 @@ class AsyncTee:
         entry = self._exchange.finish(ended, error)
         try:
             if entry is not None and self._exchange.key is not None:
-                await self._store(self._exchange.key, entry)
+                await self._store(self._exchange.key, entry, self._exchange.call)
         finally:
             self._exchange.settle()
 

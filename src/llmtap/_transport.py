@@ -20,7 +20,7 @@ from llmtap._core.entry import CacheEntry, encode_entry
 from llmtap._core.exchange import Exchange
 from llmtap._core.key import DEFAULT_KEY_IGNORE
 from llmtap._core.policy import CacheWhen, resolve_cache_when, resolve_mode
-from llmtap._core.request import RequestFacts, classify
+from llmtap._core.request import LLMCall, RequestFacts, classify
 from llmtap._flight import FlightTable
 from llmtap._streams import stream_types
 from llmtap.cache.base import CacheBackend
@@ -252,50 +252,50 @@ class TransportCore:
 
     # -- the store, failing open ------------------------------------------------
 
-    def _failed(self, op: str, exc: BaseException) -> None:
-        self._engine.store_failed(self._backend_name, op, exc)
+    def _failed(self, op: str, exc: BaseException, call: LLMCall) -> None:
+        self._engine.store_failed(self._backend_name, op, exc, call)
 
-    def _get(self, key: str) -> bytes | None:
+    def _get(self, key: str, call: LLMCall) -> bytes | None:
         try:
             value = self.cache.get(key) if self.cache is not None else None
         except Exception as exc:
-            self._failed("get", exc)
+            self._failed("get", exc, call)
             return None
         self._engine.store_recovered("get")
         return value
 
-    async def _aget(self, key: str) -> bytes | None:
+    async def _aget(self, key: str, call: LLMCall) -> bytes | None:
         try:
             value = await self.cache.aget(key) if self.cache is not None else None
         except Exception as exc:
-            self._failed("get", exc)
+            self._failed("get", exc, call)
             return None
         self._engine.store_recovered("get")
         return value
 
-    def _store(self, key: str, entry: CacheEntry) -> None:
+    def _store(self, key: str, entry: CacheEntry, call: LLMCall) -> None:
         try:
             if self.cache is not None:
                 self.cache.set(key, encode_entry(entry), _ttl(entry))
         except Exception as exc:
-            self._failed("set", exc)
+            self._failed("set", exc, call)
             return
         self._engine.store_recovered("set")
 
-    async def _astore(self, key: str, entry: CacheEntry) -> None:
+    async def _astore(self, key: str, entry: CacheEntry, call: LLMCall) -> None:
         try:
             if self.cache is not None:
                 await self.cache.aset(key, encode_entry(entry), _ttl(entry))
         except Exception as exc:
-            self._failed("set", exc)
+            self._failed("set", exc, call)
             return
         self._engine.store_recovered("set")
 
-    def _scan(self) -> list[tuple[str, bytes]]:
+    def _scan(self, call: LLMCall) -> list[tuple[str, bytes]]:
         try:
             return list(self.cache.iter_entries()) if self.cache is not None else []
         except Exception as exc:
-            self._failed("scan", exc)
+            self._failed("scan", exc, call)
             return []
 
 
@@ -372,10 +372,10 @@ class SyncDriver(TransportCore):
             return _head(run.upstream)
         if type(effect) is Get:
             run.ticket = self._flights.released
-            return self._get(effect.key)
+            return self._get(effect.key, effect.call)
         if type(effect) is Join:
             return self._flights.join(effect.key, effect.exchange, run.ticket)
-        return self._scan()
+        return self._scan(effect.call)
 
     def close(self) -> None:
         self._inner.close()
@@ -416,10 +416,10 @@ class AsyncDriver(TransportCore):
             return _head(run.upstream)
         if type(effect) is Get:
             run.ticket = self._flights.released
-            return await self._aget(effect.key)
+            return await self._aget(effect.key, effect.call)
         if type(effect) is Join:
             return await self._flights.ajoin(effect.key, effect.exchange, run.ticket)
-        return await asyncio.to_thread(self._scan)
+        return await asyncio.to_thread(self._scan, effect.call)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

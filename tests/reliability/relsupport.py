@@ -90,5 +90,12 @@ def llmtap_warnings(caplog: Any) -> list[str]:
 
 
 def cache_errors(registry: Any, backend: str, op: str) -> float:
-    value = registry.get_sample_value("llmtap_cache_errors_total", {"backend": backend, "op": op})
-    return float(value or 0.0)
+    """``llmtap_cache_errors_total`` for one backend and op, over every call's labels."""
+    return sum(
+        sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == "llmtap_cache_errors_total"
+        and sample.labels.get("backend") == backend
+        and sample.labels.get("op") == op
+    )

@@ -189,15 +189,22 @@ def test_default_is_shared() -> None:
         llmtap.httpx2.Transport(transport=httpx2.MockTransport(lambda r: httpx2.Response(200)))
 
 
-def test_cache_errors_counted(rig: Rig) -> None:
+def test_cache_errors_counted_with_the_labels_of_the_call(rig: Rig) -> None:
     class Broken(llmtap.MemoryCache):
         def get(self, key: str) -> bytes | None:
             raise OSError("disk gone")
 
-    with rig.client(cache=Broken()) as client:
+        def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+            raise OSError("disk full")
+
+    with rig.client(cache=Broken(), provider="openai") as client:
         response = client.post("/embeddings", json={"model": "e", "input": "x", "seed": 1})
     assert response.status_code == 200
-    assert rig.value("llmtap_cache_errors_total", op="get") >= 1
+    # Every llmtap metric carries operation, provider and model (TELEMETRY.md), so a
+    # store outage shows up under the same dashboard filters as the calls it hit.
+    call = {"operation": "embeddings", "provider": "openai", "model": "e", "backend": "memory"}
+    assert rig.value("llmtap_cache_errors_total", **call, op="get") == 1
+    assert rig.value("llmtap_cache_errors_total", **call, op="set") == 1
 
 
 def test_no_metrics() -> None:

@@ -31,9 +31,11 @@ log = logging.getLogger("llmtap")
 
 
 class Get(NamedTuple):
-    """Read ``key`` from the store; the driver sends back the bytes or ``None``."""
+    """Read ``key`` from the store; the driver sends back the bytes or ``None``.
+    ``call`` labels a store failure."""
 
     key: str
+    call: LLMCall
 
 
 class Join(NamedTuple):
@@ -47,6 +49,8 @@ class Join(NamedTuple):
 
 class Scan(NamedTuple):
     """List stored ``(key, entry bytes)``; used only to explain a replay miss."""
+
+    call: LLMCall
 
 
 class Send(NamedTuple):
@@ -170,16 +174,16 @@ class Engine:
             call, control, decision, key, material, observation, self.clock, self.ttl
         )
         if key is not None and (decision.read or decision.offline):
-            entry = self.accept((yield Get(key)), exchange) if decision.read else None
+            entry = self.accept((yield Get(key, call)), call) if decision.read else None
             leads = entry is not None or not decision.write or decision.offline
             if not leads and (yield Join(key, exchange)) is False:
-                entry = self.accept((yield Get(key)), exchange)
+                entry = self.accept((yield Get(key, call)), call)
             if entry is not None:
                 return self.hit(exchange, entry)
         if decision.offline:
             return (yield from self._refuse_offline(exchange, cacheable))
         if key is not None and decision.write and not decision.read:
-            previous = self.accept((yield Get(key)), None)
+            previous = self.accept((yield Get(key, call)), call)
             exchange.old_fingerprint = previous.system_fingerprint if previous else None
         outgoing = None
         if self.ensure_stream_usage and needs_usage(call.body, call.api_type):
@@ -200,7 +204,7 @@ class Engine:
             self.warn_once("cache_when", f"llmtap: cache_when raised {exc!r}; not caching")
             return False
 
-    def accept(self, raw: bytes | None, exchange: Exchange | None) -> CacheEntry | None:
+    def accept(self, raw: bytes | None, call: LLMCall) -> CacheEntry | None:
         """A stored value as an entry, or ``None`` if absent, expired or unreadable."""
         if raw is None:
             return None
@@ -208,7 +212,7 @@ class Engine:
             entry = decode_entry(raw, material=False)
         except EntryError as exc:
             self.warn_once("corrupt", f"llmtap: ignoring an unreadable cache entry ({exc})")
-            self.telemetry.cache_error(self.backend, "get")
+            self.telemetry.cache_error(self.backend, "get", call)
             return None
         if entry.expired(self.clock()):
             return None
@@ -228,7 +232,7 @@ class Engine:
             reason = "it was never recorded"
         near = None
         if exchange.material is not None:
-            stored = yield Scan()
+            stored = yield Scan(call)
             near = nearest(exchange.material, self._materials(stored))
         message = miss_message(self.mode, exchange.key, call.operation, call.model, reason, near)
         exchange.fail(LookupError(message))
@@ -250,9 +254,9 @@ class Engine:
             self._warned.add(topic)
             log.warning(message)
 
-    def store_failed(self, backend: str, op: str, exc: BaseException) -> None:
+    def store_failed(self, backend: str, op: str, exc: BaseException, call: LLMCall) -> None:
         """A backend failed: count it, warn once per outage, and carry on without it."""
-        self.telemetry.cache_error(backend, op)
+        self.telemetry.cache_error(backend, op, call)
         self.warn_once(
             f"backend:{op}",
             f"llmtap: cache {op} on {backend} failed ({exc!r}); the call goes on without the cache",

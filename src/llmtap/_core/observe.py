@@ -69,7 +69,7 @@ class Observation(Protocol):
 class Telemetry(Protocol):
     def begin(self, call: LLMCall, now: float) -> Observation: ...
 
-    def cache_error(self, backend: str, op: str) -> None: ...
+    def cache_error(self, backend: str, op: str, call: LLMCall) -> None: ...
 
 
 class _NullObservation:
@@ -91,5 +91,5 @@ class NullTelemetry:
     def begin(self, call: LLMCall, now: float) -> Observation:
         return self._observation
 
-    def cache_error(self, backend: str, op: str) -> None:
+    def cache_error(self, backend: str, op: str, call: LLMCall) -> None:
         pass

@@ -158,12 +158,10 @@ class Metrics:
         self.cache_saved = counter(
             "cache_saved_tokens", "Tokens answered from the llmtap cache.", "token_type"
         )
-        self.cache_errors = Counter(
-            f"{ns}_cache_errors",
-            "Cache store failures; the call went on without the cache.",
-            ["backend", "op"],
-            registry=None,
-        )
+        self.cache_errors = counter(
+            "cache_errors", "Cache store failures; the call went on without the cache.",
+            "backend", "op",
+        )  # fmt: skip
         collectors: list[MetricWrapperBase] = [
             self.requests, self.errors, self.duration, self.ttft, self.tpot, self.tokens,
             self.cached_input, self.reasoning_output, self.request_tokens,

@@ -75,14 +75,17 @@ class SpanTelemetry:
             return _NULL
         base: tuple[str, str, str] | None = None
         if self._metrics is not None:
-            base = (call.operation, provider, self._metrics.model(call.model))
+            base = _base(self._metrics, call, provider)
             self._metrics.child(self._metrics.in_flight, *base).inc()
         return _Observation(self, call, provider, span if recording else None, base)
 
-    def cache_error(self, backend: str, op: str) -> None:
+    def cache_error(self, backend: str, op: str, call: LLMCall) -> None:
         try:
-            if self._metrics is not None:
-                self._metrics.child(self._metrics.cache_errors, backend, op).inc()
+            metrics = self._metrics
+            if metrics is not None:
+                provider = self._provider or semconv.provider_for_host(call.host)
+                base = _base(metrics, call, provider)
+                metrics.child(metrics.cache_errors, *base, backend, op).inc()
         except Exception:
             log.warning("llmtap: telemetry failed", exc_info=True)
 
@@ -194,6 +197,11 @@ class _Observation:
             attrs.update(details)
         if mode in ("EVENT_ONLY", "SPAN_AND_EVENT") and details:
             span.add_event(content.EVENT_NAME, details, timestamp=int(ended_at * _NS))
+
+
+def _base(metrics: Metrics, call: LLMCall, provider: str) -> tuple[str, str, str]:
+    """The labels every llmtap metric carries (TELEMETRY.md)."""
+    return (call.operation, provider, metrics.model(call.model))
 
 
 def _describe(record: CallRecord) -> str:
