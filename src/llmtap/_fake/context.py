@@ -28,9 +28,11 @@ WORDS = (
     "thistle", "tide", "timber", "valley", "velvet", "willow", "winter", "zephyr",
 )  # fmt: skip
 
-# Fields that decide what the fake "model" says. Nothing else changes the words.
+# Fields that decide what the fake "model" says (API.md: the seed and the messages,
+# in whichever field each API carries them, and what shapes the answer: tools,
+# dimensions, reasoning). Nothing else changes the words, not even the model name.
 _CONTENT_FIELDS = (
-    "model", "seed", "messages", "prompt", "input", "instructions", "tools",
+    "seed", "messages", "prompt", "input", "instructions", "tools",
     "dimensions", "reasoning_effort", "reasoning", "suffix",
 )  # fmt: skip
 # Fields that additionally decide the ids (but not the words).
