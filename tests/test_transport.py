@@ -173,6 +173,7 @@ def test_replay_miss_fails_fast_without_network_and_explains(make_harness: Any) 
     # a call cache_when excludes is refused too: replay never reaches the network
     unseeded = h.post(chat(seed=None))
     assert unseeded.status == 404 and h.fake.request_count == before
+    assert unseeded.cache == "bypass"  # API.md: not cacheable by cache_when
     assert "cache_when" in orjson.loads(unseeded.body)["error"]["message"]
 
 
@@ -352,3 +353,29 @@ async def test_closing_the_transport_closes_the_inner_one(lib_name: str) -> None
     ):
         pass
     assert closed == ["sync", "async"]
+
+
+@pytest.mark.parametrize("how", ["keyword", "LLMTAP_MODE"])
+def test_replay_without_a_store_still_never_reaches_the_network(
+    make_harness: Any, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if how == "LLMTAP_MODE":
+        monkeypatch.setenv("LLMTAP_MODE", "replay")
+    h: Harness = make_harness(cache=None, **({"mode": "replay"} if how == "keyword" else {}))
+    result = h.post(chat(seed=1))
+    assert h.fake.request_count == 0
+    assert result.status == 404 and result.cache == "miss"
+    message = orjson.loads(result.body)["error"]["message"]
+    assert "no cache store (cache=None)" in message
+
+
+def test_an_idle_transport_still_refuses_a_malformed_extension(make_harness: Any) -> None:
+    """No store, no telemetry: calls are only labelled, but a malformed directive in
+    ``extensions`` gets the same 400 as a malformed header, not silence."""
+    from opentelemetry.trace import NoOpTracerProvider
+
+    h: Harness = make_harness(cache=None, tracer_provider=NoOpTracerProvider())
+    assert h.post(chat()).cache == "bypass"
+    result = h.post(chat(), extensions={"llmtap": {"cache": "nope"}})
+    assert result.status == 400 and "nope" in orjson.loads(result.body)["error"]["message"]
+    assert h.fake.request_count == 1

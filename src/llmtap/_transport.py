@@ -63,6 +63,7 @@ class _Seen(NamedTuple):
     path: str
     control: str | None
     retries: str | None
+    extension: Any
 
 
 def _check_settings(namespace: object, ttl: object) -> None:
@@ -142,10 +143,16 @@ class TransportCore:
         url = request.url
         path = url.path
         control, retries = _read_headers(request.headers)
-        return classify(request.method, path), _Seen(url, path, control, retries)
+        extension = request.extensions.get("llmtap")
+        return classify(request.method, path), _Seen(url, path, control, retries, extension)
+
+    def _idle(self, seen: _Seen) -> bool:
+        """Nothing to do but label: an inert transport and no per-request directive
+        (a malformed one is still answered with a 400)."""
+        return seen.control is None and seen.extension is None and self._engine.inert
 
     def _facts(self, request: Any, seen: _Seen) -> RequestFacts:
-        url, path, control, retries = seen
+        url, path, control, retries, extension = seen
         headers = {}
         if control is not None:
             headers[HEADER] = control
@@ -161,7 +168,7 @@ class TransportCore:
             query=list(url.params.multi_items()) if url.query else [],
             headers=headers,
             body=request.content,
-            extensions=request.extensions.get("llmtap"),
+            extensions=extension,
         )
 
     def _begin(
@@ -178,6 +185,9 @@ class TransportCore:
             tee = self._streams.async_tee if is_async else self._streams.tee
             store = self._astore if is_async else self._store
             upstream.stream = tee(upstream.stream, exchange, store)
+            if exchange.decodes_for_caller:
+                for name in ("content-encoding", "content-length"):
+                    upstream.headers.pop(name, None)
             _label(upstream, exchange.cache, exchange.key)
             return upstream
         if reply.kind == "hit" and exchange is not None and reply.entry is not None:
@@ -349,7 +359,7 @@ class SyncDriver(TransportCore):
         operation, seen = self._operation(request)
         if operation is None:
             return self._inner.handle_request(request)
-        if seen.control is None and self._engine.inert:
+        if self._idle(seen):
             return self._bypassed(self._inner.handle_request(request))
         request.read()
         flow = self._begin(request, operation, seen)
@@ -391,7 +401,7 @@ class AsyncDriver(TransportCore):
         operation, seen = self._operation(request)
         if operation is None:
             return await self._inner.handle_async_request(request)
-        if seen.control is None and self._engine.inert:
+        if self._idle(seen):
             return self._bypassed(await self._inner.handle_async_request(request))
         await request.aread()
         flow = self._begin(request, operation, seen)

@@ -87,15 +87,3 @@ def llmtap_warnings(caplog: Any) -> list[str]:
         for r in caplog.records
         if r.name == "llmtap" and r.levelno >= logging.WARNING
     ]
-
-
-def cache_errors(registry: Any, backend: str, op: str) -> float:
-    """``llmtap_cache_errors_total`` for one backend and op, over every call's labels."""
-    return sum(
-        sample.value
-        for family in registry.collect()
-        for sample in family.samples
-        if sample.name == "llmtap_cache_errors_total"
-        and sample.labels.get("backend") == backend
-        and sample.labels.get("op") == op
-    )

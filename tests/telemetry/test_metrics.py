@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -197,14 +198,29 @@ def test_cache_errors_counted_with_the_labels_of_the_call(rig: Rig) -> None:
         def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
             raise OSError("disk full")
 
-    with rig.client(cache=Broken(), provider="openai") as client:
+        def iter_entries(self) -> Iterator[tuple[str, bytes]]:
+            raise OSError("disk gone")
+
+    broken = Broken()
+    with rig.client(cache=broken, provider="openai") as client:
         response = client.post("/embeddings", json={"model": "e", "input": "x", "seed": 1})
     assert response.status_code == 200
+    with rig.client(cache=broken, provider="openai", mode="replay") as client:
+        # a replay miss reads the store, then lists it to name the nearest entry
+        response = client.post("/embeddings", json={"model": "e", "input": "y", "seed": 1})
+    assert response.status_code == 404
     # Every llmtap metric carries operation, provider and model (TELEMETRY.md), so a
     # store outage shows up under the same dashboard filters as the calls it hit.
     call = {"operation": "embeddings", "provider": "openai", "model": "e", "backend": "memory"}
-    assert rig.value("llmtap_cache_errors_total", **call, op="get") == 1
+    assert rig.value("llmtap_cache_errors_total", **call, op="get") == 3  # get, get, scan
     assert rig.value("llmtap_cache_errors_total", **call, op="set") == 1
+    ops = {
+        s.labels["op"]
+        for family in rig.registry.collect()
+        for s in family.samples
+        if s.name == "llmtap_cache_errors_total"
+    }
+    assert ops == {"get", "set"}  # TELEMETRY.md's two values, whatever failed
 
 
 def test_no_metrics() -> None:

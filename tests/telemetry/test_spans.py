@@ -256,9 +256,32 @@ def test_replay_miss(rig: Rig) -> None:
         )
     span = rig.span()
     assert span.status.status_code is StatusCode.ERROR
+    assert "no stored answer" in (span.status.description or "")
     a = attrs(rig)
-    assert a["error.type"] == "llmtap_cache_miss"
+    # TELEMETRY.md: error.type is the HTTP status the caller got; the span says why
+    assert a["error.type"] == "404" and a["http.response.status_code"] == 404
     assert a["llmtap.cache.result"] == "miss"
+    assert not span.events  # llmtap's own answer, not an exception
+    assert rig.value("llmtap_request_errors_total", error_type="404") == 1
+    assert rig.fake.request_count == 0
+
+
+def test_a_malformed_directive_is_still_an_observed_call(rig: Rig) -> None:
+    """One span and one request per intercepted call, even one llmtap refuses."""
+    with rig.client() as client:
+        response = client.post(
+            "/chat/completions",
+            json={"model": "gpt-4o-mini", "seed": 1, "messages": MESSAGES},
+            headers={"x-llmtap-cache": "ttl=soon"},
+        )
+    assert response.status_code == 400 and response.headers["x-llmtap-cache"] == "bypass"
+    span = rig.span()
+    assert span.status.status_code is StatusCode.ERROR
+    assert "ttl" in (span.status.description or "")
+    a = attrs(rig)
+    assert a["error.type"] == "400" and a["llmtap.cache.result"] == "bypass"
+    assert rig.value("llmtap_requests_total", outcome="error", cache="bypass") == 1
+    assert rig.value("llmtap_requests_in_flight") == 0
     assert rig.fake.request_count == 0
 
 

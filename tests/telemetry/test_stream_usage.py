@@ -111,3 +111,27 @@ def test_a_request_that_asked_for_usage_is_sent_byte_for_byte() -> None:
         response = client.post("https://api.openai.com/v1/chat/completions", content=raw)
     assert b'"choices":[]' in response.content  # the caller asked for it: not hidden
     assert fake.requests[0].body == raw
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_a_compressed_stream_hides_the_usage_chunk_too(make_harness: Any, encoding: str) -> None:
+    """Providers compress event streams when the client accepts it (httpx always
+    does): the injected usage chunk must stay hidden there as well, from the caller
+    and from the stored entry a transport without the option later replays."""
+    registry = CollectorRegistry()
+    cache = MemoryCache()
+    tapped = make_harness(cache=cache, metrics=Metrics(registry=registry), ensure_stream_usage=True)
+    tapped.fake.content_encoding = encoding
+    body = {"model": "gpt-4o-mini", "seed": 3, "messages": MESSAGES, "stream": True}
+    first = tapped.post(body)
+    # handed over decoded, so the header that would make the client decode again is gone
+    assert "content-encoding" not in first.headers
+    assert first.headers["x-llmtap-cache"] == "miss"
+    events = [e for e in b"".join(first.chunks).split(b"\n\n") if e]
+    assert events[-1] == b"data: [DONE]"
+    assert all(orjson.loads(e[6:])["choices"] for e in events[:-1])  # no usage-only chunk
+    assert tapped.fake.requests[-1].json["stream_options"] == {"include_usage": True}
+    assert _tokens(registry) > 0
+    replayed = make_harness(cache=cache).post(body)
+    assert replayed.headers["x-llmtap-cache"] == "hit"
+    assert b"".join(replayed.chunks) == b"".join(first.chunks)

@@ -1,8 +1,9 @@
 """Incremental content decoding of upstream answers.
 
 At the transport, bodies are still content-encoded. The caller gets upstream's
-bytes untouched; llmtap decodes a copy to read the SSE and to store the entry
-decoded. httpx and httpx2 each keep their decoders private (with different
+bytes untouched (except a stream whose usage chunk ``ensure_stream_usage``
+hides: that one is handed over decoded); llmtap decodes a copy to read the SSE
+and to store the entry decoded. httpx and httpx2 each keep their decoders private (with different
 signatures), so the few lines over zlib, brotli and zstandard live here.
 """
 

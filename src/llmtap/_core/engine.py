@@ -17,17 +17,19 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from llmtap._core.control import HEADER, ControlError, read_control
+from llmtap._core.control import HEADER, NO_CONTROL, CacheControl, ControlError, read_control
 from llmtap._core.entry import CacheEntry, EntryError, decode_entry
 from llmtap._core.exchange import Exchange
 from llmtap._core.explain import miss_message, nearest
 from llmtap._core.key import hash_material, key_material
 from llmtap._core.observe import NullTelemetry, Telemetry
-from llmtap._core.policy import decide
+from llmtap._core.policy import Decision, decide
 from llmtap._core.request import LLMCall, RequestFacts, parse_body
 from llmtap._core.usage import UsageHider, needs_usage, with_usage
 
 log = logging.getLogger("llmtap")
+
+_METRIC_OPS = {"scan": "get", "lock": "set"}
 
 
 class Get(NamedTuple):
@@ -127,7 +129,10 @@ class Engine:
         telemetry: Telemetry | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.mode = mode if has_store else "off"
+        # Without a store there is nothing to read or write, but replay still means
+        # offline: every call fails fast instead of quietly reaching the network.
+        self.has_store = has_store
+        self.mode = mode if has_store or mode == "replay" else "off"
         self.backend = backend
         self.ensure_stream_usage = ensure_stream_usage
         self.cache_when = cache_when
@@ -152,8 +157,9 @@ class Engine:
         try:
             control = read_control(facts.headers.get(HEADER), facts.extensions)
         except ControlError as exc:
-            body = error_body("llmtap_invalid_cache_control", str(exc))
-            return Reply("refuse", status=400, body=body)
+            # Still an intercepted call: reported (span, metrics) and labelled bypass.
+            exchange = self._exchange(call, NO_CONTROL, decide("off", False, NO_CONTROL), None)
+            return self._refuse(exchange, 400, "llmtap_invalid_cache_control", exc)
         cacheable = self._cacheable(call)
         decision = decide(self.mode, cacheable, control)
         key = material = None
@@ -169,10 +175,7 @@ class Engine:
                 self.warn_once("key", f"llmtap: no cache key for this request ({exc}); not caching")
                 material, cacheable = None, False
                 decision = decide(self.mode, cacheable, control)
-        observation = self.telemetry.begin(call, self.clock())
-        exchange = Exchange(
-            call, control, decision, key, material, observation, self.clock, self.ttl
-        )
+        exchange = self._exchange(call, control, decision, key, material)
         if key is not None and (decision.read or decision.offline):
             entry = self.accept((yield Get(key, call)), call) if decision.read else None
             leads = entry is not None or not decision.write or decision.offline
@@ -224,21 +227,37 @@ class Engine:
 
     def _refuse_offline(self, exchange: Exchange, cacheable: bool) -> Generator[Any, Any, Reply]:
         call = exchange.call
-        if not cacheable:
+        if not self.has_store:
+            reason = "the transport has no cache store (cache=None)"
+        elif not cacheable:
             reason = "cache_when excludes it, so it can never be replayed"
         elif not exchange.decision.read:
             reason = f"the request asked for {exchange.control.directive!r}"
         else:
             reason = "it was never recorded"
         near = None
-        if exchange.material is not None:
+        if exchange.material is not None and self.has_store:
             stored = yield Scan(call)
             near = nearest(exchange.material, self._materials(stored))
         message = miss_message(self.mode, exchange.key, call.operation, call.model, reason, near)
-        exchange.fail(LookupError(message))
-        return Reply(
-            "refuse", exchange=exchange, status=404, body=error_body("llmtap_cache_miss", message)
-        )
+        return self._refuse(exchange, 404, "llmtap_cache_miss", LookupError(message))
+
+    def _exchange(
+        self,
+        call: LLMCall,
+        control: CacheControl,
+        decision: Decision,
+        key: str | None,
+        material: dict[str, Any] | None = None,
+    ) -> Exchange:
+        observation = self.telemetry.begin(call, self.clock())
+        return Exchange(call, control, decision, key, material, observation, self.clock, self.ttl)
+
+    @staticmethod
+    def _refuse(exchange: Exchange, status: int, kind: str, error: Exception) -> Reply:
+        """Answer with an OpenAI-style error document instead of going upstream."""
+        exchange.refuse(status, error)
+        return Reply("refuse", exchange=exchange, status=status, body=error_body(kind, str(error)))
 
     def _materials(
         self, stored: Iterable[tuple[str, bytes]]
@@ -255,8 +274,11 @@ class Engine:
             log.warning(message)
 
     def store_failed(self, backend: str, op: str, exc: BaseException, call: LLMCall) -> None:
-        """A backend failed: count it, warn once per outage, and carry on without it."""
-        self.telemetry.cache_error(backend, op, call)
+        """A backend failed: count it, warn once per outage, and carry on without it.
+
+        The metric's ``op`` is get or set (TELEMETRY.md): listing the store (to explain
+        a replay miss) is a read, taking or releasing a single-flight lock a write."""
+        self.telemetry.cache_error(backend, _METRIC_OPS.get(op, op), call)
         self.warn_once(
             f"backend:{op}",
             f"llmtap: cache {op} on {backend} failed ({exc!r}); the call goes on without the cache",

@@ -54,6 +54,7 @@ class Exchange:
         "clock",
         "control",
         "decision",
+        "decodes_for_caller",
         "hider",
         "key",
         "material",
@@ -87,11 +88,16 @@ class Exchange:
         self.clock = clock
         self.ttl = ttl
         self.started_at = clock()
-        self.cache = "miss" if decision.keyed else "bypass"
+        # API.md: "bypass" when cache_when excludes the call, even in replay, where
+        # its key is still computed to name the nearest recording.
+        self.cache = "miss" if decision.cacheable else "bypass"
         self.status: int | None = None
         self.upstream_headers: list[tuple[str, str]] = []
         self.old_fingerprint: str | None = None
         self.hider: UsageHider | None = None
+        #: The caller is handed decoded bytes: the driver drops upstream's
+        #: ``content-encoding`` (a hidden usage chunk inside a compressed stream).
+        self.decodes_for_caller = False
         self._accumulator: AnswerAccumulator | None = None
         self._decoder: Decoder | None = None
         self._decoded: list[bytes] = []
@@ -120,15 +126,20 @@ class Exchange:
             stream, keep_text=getattr(self.observation, "wants_text", True)
         )
         self._storable = self.decision.write and 200 <= status < 300
-        if self.hider is not None and (encoding or not stream or not 200 <= status < 300):
-            self.hider = None  # only a plain 2xx event stream is filtered
-        # Nothing to store and nobody to tell: pass the body through untouched.
-        self._quiet = self._passive and not self._storable and self.hider is None
         try:
             self._decoder = Decoder(encoding) if encoding else None
         except UnsupportedEncoding as exc:
             log.debug("llmtap: not storing an answer with content-encoding %s", exc)
             self._storable = False
+        if self.hider is not None and (
+            (encoding and self._decoder is None) or not stream or not 200 <= status < 300
+        ):
+            self.hider = None  # only a 2xx event stream llmtap can decode is filtered
+        # A compressed stream is decoded for the caller: hiding works on events, and
+        # re-compressing would only cost time for a body the client decodes anyway.
+        self.decodes_for_caller = self.hider is not None and self._decoder is not None
+        # Nothing to store and nobody to tell: pass the body through untouched.
+        self._quiet = self._passive and not self._storable and self.hider is None
 
     @property
     def is_stream(self) -> bool:
@@ -141,12 +152,12 @@ class Exchange:
         if accumulator is None or self._done or self._quiet:
             return chunk
         if self.hider is not None:
+            if self._decoder is not None:
+                # The caller already holds decoded bytes: a corrupt body cannot fall
+                # back to passing through, so the decoding error reaches the caller.
+                chunk = self._decoder.decode(chunk)
             accumulator.feed(chunk, self.clock())
-            chunk = self.hider.visible(chunk)
-            if self._storable and chunk:
-                self._decoded.append(chunk)
-                self._chunks.append(len(chunk))
-            return chunk
+            return self._show(self.hider.visible(chunk))
         raw = chunk
         if self._decoder is not None:
             try:
@@ -162,19 +173,28 @@ class Exchange:
         accumulator.feed(chunk, self.clock())
         return raw
 
+    def _show(self, visible: bytes) -> bytes:
+        if self._storable and visible:
+            self._decoded.append(visible)
+            self._chunks.append(len(visible))
+        return visible
+
     def skip_decoding(self) -> None:
         """The body will arrive already decoded (the HTTP library read it whole)."""
         self._decoder = None
+        self.decodes_for_caller = False
 
     def flush_visible(self) -> bytes:
         """What a hiding stream still holds back at the end of the body."""
         if self.hider is None or self._done:
             return b""
-        tail = self.hider.flush()
-        if tail and self._storable:
-            self._decoded.append(tail)
-            self._chunks.append(len(tail))
-        return tail
+        visible = b""
+        if self._decoder is not None:
+            rest, self._decoder = self._decoder.flush(), None
+            if rest and self._accumulator is not None:
+                self._accumulator.feed(rest, self.clock())
+                visible = self._show(self.hider.visible(rest))
+        return visible + self._show(self.hider.flush())
 
     # -- endings ---------------------------------------------------------------
 
@@ -214,6 +234,18 @@ class Exchange:
             return
         self._done = True
         self._report(self._record(self.clock(), False, error, False))
+        self.settle()
+
+    def refuse(self, status: int, error: Exception) -> None:
+        """llmtap answers ``status`` itself (a replay miss, a malformed directive): an
+        error whose type is that status (TELEMETRY.md), with ``error`` as the message."""
+        if self._done:
+            return
+        self._done = True
+        self.status = status
+        record = self._record(self.clock(), False, None, False)
+        record.outcome, record.error_type, record.error = "error", str(status), error
+        self._report(record)
         self.settle()
 
     def serve(self, entry: CacheEntry) -> None:
@@ -259,8 +291,6 @@ class Exchange:
                 # GeneratorExit, task cancellation, KeyboardInterrupt: the caller stopped
                 # the call; that is not an upstream error (TELEMETRY.md).
                 record.outcome = "cancelled"
-            elif isinstance(error, LookupError) and self.decision.offline:
-                record.outcome, record.error_type = "error", "llmtap_cache_miss"
             elif self.status is not None and 200 <= self.status < 300:
                 record.outcome, record.error_type = "error", "stream_interrupted"
             else:
