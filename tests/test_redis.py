@@ -508,3 +508,28 @@ def test_cli_cache_commands_over_redis(
     finally:
         store.clear()
         store.close()
+
+
+def test_cli_reaches_a_store_with_its_own_prefix(
+    server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README gives each application its own prefix; the CLI must reach that store."""
+    from llmtap.cli import main
+
+    url = server.url.rsplit("/", 1)[0] + "/6"
+    mine, default = RedisCache(url, prefix="myapp:"), RedisCache(url)
+    try:
+        mine.set("d" * 64, make_entry("mine", created=time.time()))
+        default.set("e" * 64, make_entry("default", created=time.time()))
+        assert main(["cache", "ls", "--redis-url", url, "--redis-prefix", "myapp:"]) == 0
+        out = capsys.readouterr().out
+        assert "dddd" in out and "eeee" not in out and out.splitlines()[-1] == "1 entries"
+        assert main(["cache", "clear", "--redis-url", url, "--redis-prefix", "myapp:"]) == 0
+        capsys.readouterr()
+        assert list(mine.iter_entries()) == [] and default.get("e" * 64) is not None
+        assert main(["cache", "stats", "--redis-prefix", "myapp:"]) == 2
+        assert "--redis-prefix needs --redis-url" in capsys.readouterr().err
+    finally:
+        for store in (mine, default):
+            store.clear()
+            store.close()

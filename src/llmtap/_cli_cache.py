@@ -46,6 +46,11 @@ def add_cache_commands(commands: Any) -> None:
     where.add_argument("--dir", default=argparse.SUPPRESS, help="a DiskCache (or FileCache) dir")
     where.add_argument("--files", default=argparse.SUPPRESS, help="a FileCache recordings dir")
     where.add_argument("--redis-url", default=argparse.SUPPRESS, help="a RedisCache URL")
+    where.add_argument(
+        "--redis-prefix",
+        default=argparse.SUPPRESS,
+        help="the RedisCache key prefix (default llmtap:), as given to RedisCache(prefix=...)",
+    )
     cache = commands.add_parser("cache", parents=[store], help="inspect and maintain a cache store")
     actions = cache.add_subparsers(dest="action", required=True)
     actions.add_parser("stats", parents=[store], help="entries and size")
@@ -74,11 +79,15 @@ def run_cache_command(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     creating = args.action == "import"
+    prefix = getattr(args, "redis_prefix", None)
+    if prefix is not None and getattr(args, "redis_url", None) is None:
+        raise UsageProblem("--redis-prefix needs --redis-url")
     store = open_store(
         getattr(args, "dir", None),
         getattr(args, "files", None),
         getattr(args, "redis_url", None),
         create=creating,
+        redis_prefix=prefix,
     )
     try:
         _act(args, store)
@@ -115,14 +124,21 @@ def _act(args: argparse.Namespace, store: CacheBackend) -> None:
 
 
 def open_store(
-    directory: str | None, files: str | None, redis_url: str | None, *, create: bool
+    directory: str | None,
+    files: str | None,
+    redis_url: str | None,
+    *,
+    create: bool,
+    redis_prefix: str | None = None,
 ) -> CacheBackend:
     if redis_url is not None:
         try:
             from llmtap.cache import RedisCache
         except ImportError as exc:
             raise UsageProblem(f"RedisCache is not available: {exc}") from None
-        return RedisCache(redis_url)
+        if redis_prefix is None:
+            return RedisCache(redis_url)
+        return RedisCache(redis_url, prefix=redis_prefix)
     if files is not None:
         path = Path(files)
         if not create and not path.is_dir():
