@@ -1,5 +1,8 @@
 """Response bodies: the tee that passes upstream's chunks through, and the replay of a hit.
 
+A replayed hit ends its call the same way a tee does (end, close, collection),
+so a hit's span and duration cover the time the caller spent reading it.
+
 The tee hands the caller every chunk unchanged and at once (no buffering, no
 re-chunking), feeds a copy to the exchange, and ends the exchange exactly once:
 at the end of the body, on an error, or when the caller closes the response.
@@ -149,23 +152,50 @@ class AsyncTee:
 
 
 class Replay:
-    """A stored answer, served chunk by chunk as it was recorded."""
+    """A stored answer, served chunk by chunk as it was recorded.
 
-    def __init__(self, chunks: list[bytes]) -> None:
+    With an ``exchange`` (a hit someone observes), the end of the replay ends the
+    call: read to the end, closed early, or collected unread, exactly once.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], exchange: Exchange | None = None) -> None:
         self._chunks = chunks
+        self._exchange = exchange
+        self._finalizer = None
+        if exchange is not None:
+            self._finalizer = weakref.finalize(self, _unread, exchange)
+            self._finalizer.atexit = False
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._chunks
+        self._end(True)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self._chunks:
             yield chunk
+        self._end(True)
 
     def close(self) -> None:
-        pass
+        self._end(False)
 
     async def aclose(self) -> None:
-        pass
+        self._end(False)
+
+    def _end(self, ended: bool) -> None:
+        exchange, self._exchange = self._exchange, None
+        if exchange is None:
+            return
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        exchange.served(ended)
+
+
+def _unread(exchange: Exchange) -> None:
+    """A replayed hit was collected before the caller finished it: report it."""
+    try:
+        exchange.served(False)
+    except Exception:
+        log.warning("llmtap: could not end an abandoned response", exc_info=True)
 
 
 @dataclass(frozen=True)

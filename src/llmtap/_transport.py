@@ -195,9 +195,9 @@ class TransportCore:
             headers = entry.headers + _labels(exchange.cache, exchange.key)
             if not entry.is_stream:
                 headers.append(("content-length", str(len(entry.body))))
-            response = lib.Response(
-                entry.status, headers=headers, stream=self._streams.replay(entry.iter_chunks())
-            )
+            watch = exchange if exchange.awaits_reading else None
+            replay = self._streams.replay(entry.iter_chunks(), watch)
+            response = lib.Response(entry.status, headers=headers, stream=replay)
             _label_extensions(response, exchange.cache, exchange.key)
             return response
         headers = [

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from typing import Any
 
 import httpx2
 import openai
 import pytest
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import NoOpTracerProvider, StatusCode
 from telemetry_rig import BASE_URL, LIB_IDS, LIBS, Rig, make_rig
 
+import llmtap.httpx2
 from llmtap.telemetry import semconv
 
 BODY = {
@@ -315,3 +317,66 @@ def test_telemetry_failure_never_reaches_caller(monkeypatch: pytest.MonkeyPatch)
     with rig.client() as client:
         assert client.post("/chat/completions", json=BODY).status_code == 200
     assert len(rig.spans()) == 1  # begin failed: no span, no error
+
+
+# -- hits: a replayed answer ends its call when the caller is done with it ---------------
+
+
+def _store_the_stream(rig: Rig) -> None:
+    """Record BODY's answer into the rig's cache through a transport that reports nothing."""
+    recorder = llmtap.httpx2.Transport(
+        transport=httpx2.MockTransport(rig.fake),
+        cache=rig.cache,
+        metrics=None,
+        tracer_provider=NoOpTracerProvider(),
+    )
+    with httpx2.Client(transport=recorder, base_url=BASE_URL) as client:
+        assert client.post("/chat/completions", json=BODY).headers["x-llmtap-cache"] == "miss"
+
+
+HIT_CASES = ["end", "close_midway", "context_exit", "close_unread", "abandoned_unread",
+             "abandoned_midway"]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", HIT_CASES)
+async def test_hit_lifecycle(any_rig: Rig, case: str) -> None:
+    """TELEMETRY.md: the span ends when the stream is exhausted or closed, and a caller
+    that closes early is cancelled: for a replayed hit as for a miss."""
+    _store_the_stream(any_rig)
+    run, _ = CASES[case]
+    client = any_rig.client()
+    try:
+        await run(any_rig, client)
+    finally:
+        if any_rig.is_async:
+            await client.aclose()
+        else:
+            client.close()
+    await asyncio.sleep(0)
+    span = any_rig.span()  # exactly one
+    attrs = dict(span.attributes or {})
+    assert attrs["llmtap.cache.result"] == "hit" and "error.type" not in attrs
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)  # recorded, not read
+    outcome = "success" if case == "end" else "cancelled"
+    assert any_rig.value("llmtap_requests_total") == 1
+    assert any_rig.value("llmtap_requests_total", outcome=outcome, cache="hit") == 1
+    assert any_rig.value("llmtap_requests_in_flight") == 0
+    assert any_rig.value("llmtap_finish_reasons_total") == 0  # not billed work
+    assert any_rig.value("llmtap_request_duration_seconds_count", cache="hit") == 1
+    assert any_rig.fake.request_count == 1  # the recording only
+
+
+def test_a_hit_span_covers_the_time_the_caller_reads() -> None:
+    rig = make_rig()
+    _store_the_stream(rig)
+    with rig.client() as client, client.stream("POST", "/chat/completions", json=BODY) as r:
+        chunks = r.iter_raw()
+        next(chunks)
+        assert rig.spans() == []  # still being read
+        time.sleep(0.3)
+        for _ in chunks:
+            pass
+    span = rig.span()
+    assert span.end_time is not None and span.start_time is not None
+    assert (span.end_time - span.start_time) / 1e9 >= 0.3
+    assert rig.value("llmtap_request_duration_seconds_sum", cache="hit") >= 0.3

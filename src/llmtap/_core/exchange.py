@@ -48,6 +48,7 @@ class Exchange:
         "_on_settled",
         "_passive",
         "_quiet",
+        "_served",
         "_storable",
         "cache",
         "call",
@@ -103,6 +104,7 @@ class Exchange:
         self._decoded: list[bytes] = []
         self._chunks: list[int] = []
         self._storable = False
+        self._served: CacheEntry | None = None
         self._quiet = False
         self._done = False
         self._on_settled: list[Callable[[], None]] = []
@@ -249,15 +251,31 @@ class Exchange:
         self.settle()
 
     def serve(self, entry: CacheEntry) -> None:
-        """The call is answered from the store: report it as a hit, now."""
+        """The call is answered from the store. It is reported by :meth:`served`, when
+        the caller has read the replay (or closed it): a hit's span and duration cover
+        the whole answer, as a miss's do."""
         if self._done:
             return
-        self._done = True
         self.cache = "hit"
         self.status = entry.status
         if self._passive:
+            self._done = True
             return
-        record = self._record(self.clock(), True, None, True)
+        self._served = entry
+
+    @property
+    def awaits_reading(self) -> bool:
+        """A hit whose report waits for the end of its replay (see :meth:`served`)."""
+        return self._served is not None and not self._done
+
+    def served(self, ended: bool) -> None:
+        """The caller read the replayed answer to its end (``ended``) or closed it early
+        (a cancelled call, as for a miss)."""
+        entry = self._served
+        if self._done or entry is None:
+            return
+        self._done = True
+        record = self._record(self.clock(), ended, None, ended)
         record.entry_age = max(0.0, record.ended_at - entry.created_at)
         record.saved_usage = entry.usage
         record.entry = entry
