@@ -189,16 +189,20 @@ def check(rig: Rig, expected: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", list(CASES))
 async def test_lifecycle(any_rig: Rig, case: str) -> None:
     run, expected = CASES[case]
-    client = any_rig.client()
+    await _run_case(any_rig, run)
+    check(any_rig, expected)
+
+
+async def _run_case(rig: Rig, run: Any) -> None:
+    client = rig.client()
     try:
-        await run(any_rig, client)
+        await run(rig, client)
     finally:
-        if any_rig.is_async:
+        if rig.is_async:
             await client.aclose()
         else:
             client.close()
     await asyncio.sleep(0)
-    check(any_rig, expected)
 
 
 @pytest.mark.parametrize("lib_name", ["httpx", "httpx2"])
@@ -343,16 +347,7 @@ async def test_hit_lifecycle(any_rig: Rig, case: str) -> None:
     """TELEMETRY.md: the span ends when the stream is exhausted or closed, and a caller
     that closes early is cancelled: for a replayed hit as for a miss."""
     _store_the_stream(any_rig)
-    run, _ = CASES[case]
-    client = any_rig.client()
-    try:
-        await run(any_rig, client)
-    finally:
-        if any_rig.is_async:
-            await client.aclose()
-        else:
-            client.close()
-    await asyncio.sleep(0)
+    await _run_case(any_rig, CASES[case][0])
     span = any_rig.span()  # exactly one
     attrs = dict(span.attributes or {})
     assert attrs["llmtap.cache.result"] == "hit" and "error.type" not in attrs
