@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from llmtap._core.decode import CorruptBody
 from llmtap._core.entry import CacheEntry
 from llmtap._core.exchange import Exchange
 from llmtap._core.request import LLMCall
@@ -52,6 +53,8 @@ def _watch(owner: object, exchange: Exchange) -> weakref.finalize[..., Any]:
 
 
 class SyncTee:
+    decoding_error: type[Exception] = ValueError  # the library's, set by stream_types
+
     def __init__(
         self,
         inner: Iterable[bytes],
@@ -79,6 +82,8 @@ class SyncTee:
             raise
         except BaseException as exc:
             self._end(False, exc)
+            if isinstance(exc, CorruptBody):
+                raise self.decoding_error(str(exc)) from exc
             raise
         self._end(True, None)
 
@@ -102,6 +107,8 @@ class SyncTee:
 
 
 class AsyncTee:
+    decoding_error: type[Exception] = ValueError
+
     def __init__(
         self,
         inner: AsyncIterable[bytes],
@@ -129,6 +136,8 @@ class AsyncTee:
             raise
         except BaseException as exc:
             await self._end(False, exc)
+            if isinstance(exc, CorruptBody):
+                raise self.decoding_error(str(exc)) from exc
             raise
         await self._end(True, None)
 
@@ -209,8 +218,9 @@ class StreamTypes:
 def stream_types(lib: ModuleType) -> StreamTypes:
     """The three body classes, made subclasses of ``lib``'s own stream bases."""
     sync_base, async_base = lib.SyncByteStream, lib.AsyncByteStream
+    errors = {"decoding_error": lib.DecodingError}
     return StreamTypes(
-        tee=type("TeeStream", (SyncTee, sync_base), {}),
-        async_tee=type("AsyncTeeStream", (AsyncTee, async_base), {}),
+        tee=type("TeeStream", (SyncTee, sync_base), errors),
+        async_tee=type("AsyncTeeStream", (AsyncTee, async_base), errors),
         replay=type("ReplayStream", (Replay, sync_base, async_base), {}),
     )

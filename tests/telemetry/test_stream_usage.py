@@ -135,3 +135,53 @@ def test_a_compressed_stream_hides_the_usage_chunk_too(make_harness: Any, encodi
     replayed = make_harness(cache=cache).post(body)
     assert replayed.headers["x-llmtap-cache"] == "hit"
     assert b"".join(replayed.chunks) == b"".join(first.chunks)
+
+
+@pytest.mark.parametrize("lib_name", ["httpx", "httpx2"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_a_corrupt_compressed_stream_fails_as_the_library_would(
+    lib_name: str, is_async: bool
+) -> None:
+    """Decoded for the caller, a corrupt gzip stream cannot fall back to passing the raw
+    bytes through: the caller gets the library's own DecodingError, nothing is stored,
+    and the call is reported as an interrupted stream."""
+    lib: Any = httpx if lib_name == "httpx" else httpx2
+    shells: Any = llmtap.httpx if lib_name == "httpx" else llmtap.httpx2
+    garbage = [b"\x1f\x8b\x08\x00 this is not gzip at all", b"\x00" * 32]
+    headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+
+    def handler(request: Any) -> Any:
+        stream = lib.AsyncByteStream if is_async else lib.SyncByteStream
+
+        class Body(stream):  # type: ignore[misc,valid-type]
+            def __iter__(self) -> Any:
+                yield from garbage
+
+            async def __aiter__(self) -> Any:
+                for chunk in garbage:
+                    yield chunk
+
+        return lib.Response(200, headers=headers, stream=Body())
+
+    registry = CollectorRegistry()
+    cache = MemoryCache()
+    cls = shells.AsyncTransport if is_async else shells.Transport
+    transport = cls(
+        transport=lib.MockTransport(handler),
+        cache=cache,
+        metrics=Metrics(registry=registry),
+        ensure_stream_usage=True,
+    )
+    body = {"model": "m", "seed": 3, "messages": MESSAGES, "stream": True}
+    url = "https://api.openai.com/v1/chat/completions"
+    with pytest.raises(lib.DecodingError, match="could not decode"):
+        if is_async:
+            async with lib.AsyncClient(transport=transport) as client:
+                await client.post(url, json=body)
+        else:
+            with lib.Client(transport=transport) as client:
+                client.post(url, json=body)
+    assert len(cache) == 0
+    labels = {"operation": "chat", "provider": "openai", "model": "m"}
+    interrupted = {**labels, "error_type": "stream_interrupted"}
+    assert registry.get_sample_value("llmtap_request_errors_total", interrupted) == 1

@@ -18,6 +18,11 @@ class UnsupportedEncoding(ValueError):
     """An encoding llmtap cannot decode here; the answer passes through unstored."""
 
 
+class CorruptBody(ValueError):
+    """A body llmtap decodes for the caller is not valid in its encoding; the stream
+    tees raise their library's ``DecodingError`` for it, as the library itself would."""
+
+
 def _zlib(wbits: int) -> Callable[[], Any]:
     return lambda: zlib.decompressobj(wbits)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from llmtap._core.answer import AnswerAccumulator, response_summary
 from llmtap._core.control import CacheControl
-from llmtap._core.decode import Decoder, UnsupportedEncoding
+from llmtap._core.decode import CorruptBody, Decoder, UnsupportedEncoding
 from llmtap._core.entry import CacheEntry, allowed_headers
 from llmtap._core.observe import CallRecord, Observation
 from llmtap._core.policy import Decision
@@ -24,6 +24,13 @@ from llmtap._core.usage import UsageHider
 log = logging.getLogger("llmtap")
 
 _EVENT_STREAM = "text/event-stream"
+
+
+def _decoded(decode: Callable[[bytes], bytes], data: bytes) -> bytes:
+    try:
+        return decode(data)
+    except Exception as exc:
+        raise CorruptBody(f"could not decode upstream's compressed stream: {exc}") from exc
 
 
 def _error_type(exc: BaseException) -> str:
@@ -157,7 +164,7 @@ class Exchange:
             if self._decoder is not None:
                 # The caller already holds decoded bytes: a corrupt body cannot fall
                 # back to passing through, so the decoding error reaches the caller.
-                chunk = self._decoder.decode(chunk)
+                chunk = _decoded(self._decoder.decode, chunk)
             accumulator.feed(chunk, self.clock())
             return self._show(self.hider.visible(chunk))
         raw = chunk
@@ -192,7 +199,8 @@ class Exchange:
             return b""
         visible = b""
         if self._decoder is not None:
-            rest, self._decoder = self._decoder.flush(), None
+            decoder, self._decoder = self._decoder, None
+            rest = _decoded(lambda _: decoder.flush(), b"")
             if rest and self._accumulator is not None:
                 self._accumulator.feed(rest, self.clock())
                 visible = self._show(self.hider.visible(rest))
