@@ -26,9 +26,10 @@ log = logging.getLogger("llmtap")
 _EVENT_STREAM = "text/event-stream"
 
 
-def _decoded(decode: Callable[[bytes], bytes], data: bytes) -> bytes:
+def _decoding(step: Callable[[], bytes]) -> bytes:
+    """One step of decoding a body the caller receives decoded: a failure is theirs."""
     try:
-        return decode(data)
+        return step()
     except Exception as exc:
         raise CorruptBody(f"could not decode upstream's compressed stream: {exc}") from exc
 
@@ -161,10 +162,11 @@ class Exchange:
         if accumulator is None or self._done or self._quiet:
             return chunk
         if self.hider is not None:
-            if self._decoder is not None:
+            decoder = self._decoder
+            if decoder is not None:
                 # The caller already holds decoded bytes: a corrupt body cannot fall
                 # back to passing through, so the decoding error reaches the caller.
-                chunk = _decoded(self._decoder.decode, chunk)
+                chunk = _decoding(lambda: decoder.decode(chunk))
             accumulator.feed(chunk, self.clock())
             return self._show(self.hider.visible(chunk))
         raw = chunk
@@ -200,7 +202,7 @@ class Exchange:
         visible = b""
         if self._decoder is not None:
             decoder, self._decoder = self._decoder, None
-            rest = _decoded(lambda _: decoder.flush(), b"")
+            rest = _decoding(decoder.flush)
             if rest and self._accumulator is not None:
                 self._accumulator.feed(rest, self.clock())
                 visible = self._show(self.hider.visible(rest))
