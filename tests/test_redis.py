@@ -3,6 +3,7 @@ and failing open when Redis is down, killed, restarted or slow."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -30,7 +31,13 @@ from conftest import cache_errors, chat
 from llmtap import Metrics, RedisCache
 from llmtap._core.entry import decode_entry
 from llmtap.testing import FakeUpstream
-from redis_server import RedisServer, free_port, require_redis_server
+from redis_server import (
+    RedisServer,
+    TlsRedisServer,
+    free_port,
+    require_openssl,
+    require_redis_server,
+)
 
 URL = "https://api.openai.com/v1/chat/completions"
 TESTS = Path(__file__).parent
@@ -164,6 +171,18 @@ async def test_async_locks(backend: RedisCache) -> None:
     await backend.aunlock("k", token)
     assert not await backend.ais_locked("k")
     await backend.aclose()
+
+
+async def test_aclose_waits_for_an_unlock_scheduled_just_before(backend: RedisCache) -> None:
+    """A leader's answer settling schedules its unlock as a task; an ``aclose()`` right
+    after must let it run on the client it closes, not have it open a new one after
+    (a connection nobody closes: found by the TLS tests)."""
+    token = await backend.atry_lock("k" * 64, 60.0)
+    assert token is not None
+    asyncio.get_running_loop().create_task(backend.aunlock("k" * 64, token))
+    await backend.aclose()
+    assert asyncio.get_running_loop() not in backend._aclients  # no client reopened
+    assert not backend.is_locked("k" * 64)  # and the unlock did run
 
 
 def test_settings_are_checked_and_the_password_redacted() -> None:
@@ -533,3 +552,41 @@ def test_cli_reaches_a_store_with_its_own_prefix(
         for store in (mine, default):
             store.clear()
             store.close()
+
+
+# -- TLS (rediss://): managed Redis services usually require it --------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_server() -> Iterator[TlsRedisServer]:
+    srv = TlsRedisServer(require_redis_server(), require_openssl())
+    srv.start()
+    yield srv
+    srv.close()
+
+
+@pytest.mark.parametrize("io", ["sync", "async"])
+def test_a_tls_store_serves_hits(io: str, tls_server: TlsRedisServer) -> None:
+    probe = Probe(tls_server.url, io)
+    try:
+        assert [probe.call(9), probe.call(9)] == ["miss", "hit"]
+        assert probe.fake.request_count == 1 and probe.errors() == 0
+    finally:
+        probe.cache.clear()
+        probe.cache.close()
+
+
+def test_an_untrusted_tls_certificate_fails_open(
+    tls_server: TlsRedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the CA the certificate does not verify: the call still goes upstream,
+    the failure is counted, and the warning says why."""
+    caplog.set_level(logging.WARNING, logger="llmtap")
+    probe = Probe(f"rediss://127.0.0.1:{tls_server.port}/0", "sync")
+    try:
+        assert [probe.call(10), probe.call(10)] == ["miss", "miss"]
+        assert probe.fake.request_count == 2 and probe.errors() >= 2
+        # the reason, not only redis-py 8's error category ("network:ConnectionError")
+        assert any("CERTIFICATE_VERIFY_FAILED" in w for w in _warnings(caplog)), _warnings(caplog)
+    finally:
+        probe.cache.close()

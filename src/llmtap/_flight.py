@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any, Protocol, cast
 
+from llmtap._core.engine import describe_error
 from llmtap._core.exchange import Exchange
 from llmtap._core.request import LLMCall
 
@@ -295,9 +296,9 @@ class FlightTable:
         elif not self._warned:
             self._warned = True
             log.warning(
-                "llmtap: single-flight lock on the cache failed (%r); calls go upstream "
+                "llmtap: single-flight lock on the cache failed (%s); calls go upstream "
                 "without waiting for other processes",
-                exc,
+                describe_error(exc),
             )
 
     def _recovered(self) -> None:

@@ -107,6 +107,13 @@ class Reply:
     body: bytes = b""
 
 
+def describe_error(exc: BaseException) -> str:
+    """The type and the message: some libraries' ``repr`` is only a category (redis-py 8
+    gives ``network:ConnectionError``), which would hide why the store failed."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 def error_body(kind: str, message: str) -> bytes:
     """An OpenAI-style error document, which every OpenAI SDK turns into an APIError."""
     return orjson.dumps({"error": {"type": kind, "message": message, "param": None, "code": kind}})
@@ -281,7 +288,8 @@ class Engine:
         self.telemetry.cache_error(backend, _METRIC_OPS.get(op, op), call)
         self.warn_once(
             f"backend:{op}",
-            f"llmtap: cache {op} on {backend} failed ({exc!r}); the call goes on without the cache",
+            f"llmtap: cache {op} on {backend} failed ({describe_error(exc)}); "
+            "the call goes on without the cache",
         )
 
     def store_recovered(self, op: str) -> None:

@@ -322,6 +322,10 @@ class RedisCache:
     async def aclose(self) -> None:
         """Close the asyncio client of the running event loop."""
         loop = asyncio.get_running_loop()
+        # One turn of the loop first: a command scheduled just before (the unlock a
+        # settling answer starts as a task) then counts as busy and is waited for,
+        # instead of opening a new client after this one closed.
+        await asyncio.sleep(0)
         with self._guard:
             found = self._aclients.pop(loop, None)
         if found is not None:
