@@ -22,7 +22,9 @@ if __name__ == "__main__":
         os.environ.update(HTTP_PROXY=f"http://127.0.0.1:{fake.port}", NO_PROXY="", no_proxy="")
         os.environ.pop("http_proxy", None)
         os.environ.pop("EXAMPLE_BASE_URL", None)
-        command = [sys.executable, "-m", "pytest", "--llmtap-mode=read_write", "-q"]
+        # record, not read_write: every call goes upstream again, so the files are
+        # re-recorded (byte for byte the same when the answers did not change)
+        command = [sys.executable, "-m", "pytest", "--llmtap-mode=record", "-q"]
         code = subprocess.run(command, cwd=HERE, check=False).returncode
         print(f"the fake upstream answered {fake.request_count} requests", file=sys.stderr)
     sys.exit(int(code))
