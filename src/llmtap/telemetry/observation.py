@@ -59,7 +59,7 @@ class SpanTelemetry:
             return _NULL
 
     def _begin(self, call: LLMCall, now: float) -> Observation:
-        provider = self._provider or semconv.provider_for_host(call.host)
+        provider = self._provider_of(call)
         # Request attributes go in with the start ones: one attribute pass in the SDK
         # instead of two (samplers simply see a few more attributes).
         attributes = semconv.start_attributes(call, provider)
@@ -79,12 +79,14 @@ class SpanTelemetry:
             self._metrics.child(self._metrics.in_flight, *base).inc()
         return _Observation(self, call, provider, span if recording else None, base)
 
+    def _provider_of(self, call: LLMCall) -> str:
+        return self._provider or semconv.provider_for_host(call.host)
+
     def cache_error(self, backend: str, op: str, call: LLMCall) -> None:
         try:
             metrics = self._metrics
             if metrics is not None:
-                provider = self._provider or semconv.provider_for_host(call.host)
-                base = _base(metrics, call, provider)
+                base = _base(metrics, call, self._provider_of(call))
                 metrics.child(metrics.cache_errors, *base, backend, op).inc()
         except Exception:
             log.warning("llmtap: telemetry failed", exc_info=True)
