@@ -167,3 +167,55 @@ def test_a_call_that_read_the_store_just_before_a_leader_stored_does_not_go_upst
     assert late["response"].headers["x-llmtap-cache"] == "hit"
     assert late["response"].content == first.content
     assert fake.request_count == 1
+
+
+class _SlowLock(MemoryCache):
+    """A store that locks across processes, slowly: a leader is still taking the lock
+    when it is cancelled. Counts who tried."""
+
+    lock_ttl = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+
+    def try_lock(self, key: str, ttl: float) -> str | None:
+        return "token"
+
+    def unlock(self, key: str, token: str) -> None:
+        pass
+
+    def is_locked(self, key: str) -> bool:
+        return False
+
+    async def atry_lock(self, key: str, ttl: float) -> str | None:
+        self.attempts += 1
+        await asyncio.sleep(30)
+        return "token"
+
+    async def aunlock(self, key: str, token: str) -> None:
+        pass
+
+    async def ais_locked(self, key: str) -> bool:
+        return False
+
+
+async def test_a_leader_cancelled_before_leading_frees_its_waiters() -> None:
+    """Cancelled while taking the cross-process lock, a leader must not leave the others
+    waiting out the single-flight timeout (300 s): they go upstream themselves."""
+    store, fake = _SlowLock(), FakeUpstream()
+    transport = llmtap.httpx2.AsyncTransport(
+        transport=httpx2.MockTransport(fake), cache=store, metrics=None
+    )
+    url = "https://api.openai.com/v1/chat/completions"
+    async with httpx2.AsyncClient(transport=transport) as client:
+        leader = asyncio.create_task(client.post(url, json=chat(seed=41)))
+        await asyncio.sleep(0.05)
+        waiter = asyncio.create_task(client.post(url, json=chat(seed=41)))
+        await asyncio.sleep(0.05)
+        leader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        response = await asyncio.wait_for(waiter, timeout=5)
+    assert response.status_code == 200
+    assert store.attempts == 1 and fake.request_count == 1  # the waiter went itself

@@ -161,16 +161,20 @@ class FlightTable:
         if not leads:
             flight.event.wait(self.wait)
             return False
-        if ticket is not None and ticket != self.released and self._stored(key):
-            self._release(key, flight)
-            return False
-        token = None
-        if self.remote is not None:
-            stored, token = self._drive(key, exchange.call)
-            if stored:
-                self._unlock(key, token, exchange.call)
+        try:
+            if ticket is not None and ticket != self.released and self._stored(key):
                 self._release(key, flight)
                 return False
+            token = None
+            if self.remote is not None:
+                stored, token = self._drive(key, exchange.call)
+                if stored:
+                    self._unlock(key, token, exchange.call)
+                    self._release(key, flight)
+                    return False
+        except BaseException:
+            self._release(key, flight)  # interrupted before leading: free the waiters
+            raise
         exchange.on_settled(lambda: self._settle(key, flight, token, exchange.call))
         return None
 
@@ -185,16 +189,20 @@ class FlightTable:
             except TimeoutError:
                 pass
             return False
-        if ticket is not None and ticket != self.released and await self._astored(key):
-            self._release(key, flight)
-            return False
-        token = None
-        if self.remote is not None:
-            stored, token = await self._adrive(key, exchange.call)
-            if stored:
-                await self._aunlock(key, token, exchange.call)
+        try:
+            if ticket is not None and ticket != self.released and await self._astored(key):
                 self._release(key, flight)
                 return False
+            token = None
+            if self.remote is not None:
+                stored, token = await self._adrive(key, exchange.call)
+                if stored:
+                    await self._aunlock(key, token, exchange.call)
+                    self._release(key, flight)
+                    return False
+        except BaseException:
+            self._release(key, flight)  # cancelled before leading: free the waiters
+            raise
         exchange.on_settled(lambda: self._settle(key, flight, token, exchange.call))
         return None
 

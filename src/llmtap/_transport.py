@@ -30,6 +30,8 @@ from llmtap.telemetry import build_telemetry
 _DEFAULT: Any = object()
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _RETRY_HEADER = "x-stainless-retry-count"
+# What no longer holds of a body llmtap hands over decoded or rewritten.
+_ENCODED_BODY_HEADERS = ("content-encoding", "content-length")
 
 
 _RAW_PREFIX = HEADER_PREFIX.encode()
@@ -186,7 +188,7 @@ class TransportCore:
             store = self._astore if is_async else self._store
             upstream.stream = tee(upstream.stream, exchange, store)
             if exchange.decodes_for_caller:
-                for name in ("content-encoding", "content-length"):
+                for name in _ENCODED_BODY_HEADERS:
                     upstream.headers.pop(name, None)
             _label(upstream, exchange.cache, exchange.key)
             return upstream
@@ -230,7 +232,7 @@ class TransportCore:
     def _absorbed(self, upstream: Any, exchange: Exchange, visible: bytes) -> Any:
         if visible != upstream.content:
             # ensure_stream_usage hid the usage chunk: hand over the visible bytes.
-            skip = ("content-length", "content-encoding")
+            skip = _ENCODED_BODY_HEADERS
             upstream = self._lib.Response(
                 upstream.status_code,
                 headers=[(k, v) for k, v in upstream.headers.multi_items() if k not in skip],
@@ -303,10 +305,12 @@ class TransportCore:
 
     def _scan(self, call: LLMCall) -> list[tuple[str, bytes]]:
         try:
-            return list(self.cache.iter_entries()) if self.cache is not None else []
+            found = list(self.cache.iter_entries()) if self.cache is not None else []
         except Exception as exc:
             self._failed("scan", exc, call)
             return []
+        self._engine.store_recovered("scan")
+        return found
 
 
 def _labels(cache: str, key: str | None) -> list[tuple[str, str]]:
@@ -367,7 +371,8 @@ class SyncDriver(TransportCore):
             return self._inner.handle_request(request)
         run = Run(flow)
         while (effect := run.next()) is not None:
-            run.result = self._perform(effect, request, run)
+            with run.performing():
+                run.result = self._perform(effect, request, run)
         read = self._already_read(run.reply, run.upstream)
         if read is None:
             return self._answer(run.reply, run.upstream, is_async=False)
@@ -377,8 +382,7 @@ class SyncDriver(TransportCore):
 
     def _perform(self, effect: Any, request: Any, run: Run) -> Any:
         if type(effect) is Send:
-            with run.sending():
-                run.upstream = self._inner.handle_request(self._outgoing(request, effect))
+            run.upstream = self._inner.handle_request(self._outgoing(request, effect))
             return _head(run.upstream)
         if type(effect) is Get:
             run.ticket = self._flights.released
@@ -409,7 +413,8 @@ class AsyncDriver(TransportCore):
             return await self._inner.handle_async_request(request)
         run = Run(flow)
         while (effect := run.next()) is not None:
-            run.result = await self._aperform(effect, request, run)
+            with run.performing():
+                run.result = await self._aperform(effect, request, run)
         read = self._already_read(run.reply, run.upstream)
         if read is None:
             return self._answer(run.reply, run.upstream, is_async=True)
@@ -421,8 +426,7 @@ class AsyncDriver(TransportCore):
     async def _aperform(self, effect: Any, request: Any, run: Run) -> Any:
         if type(effect) is Send:
             outgoing = self._outgoing(request, effect)
-            with run.sending():
-                run.upstream = await self._inner.handle_async_request(outgoing)
+            run.upstream = await self._inner.handle_async_request(outgoing)
             return _head(run.upstream)
         if type(effect) is Get:
             run.ticket = self._flights.released

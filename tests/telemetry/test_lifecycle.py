@@ -375,3 +375,28 @@ def test_a_hit_span_covers_the_time_the_caller_reads() -> None:
     assert span.end_time is not None and span.start_time is not None
     assert (span.end_time - span.start_time) / 1e9 >= 0.3
     assert rig.value("llmtap_request_duration_seconds_sum", cache="hit") >= 0.3
+
+
+async def test_cancelled_while_waiting_for_the_leader() -> None:
+    """A call cancelled before it has an answer of its own (waiting on the single-flight
+    leader here) is still one span and one report: cancelled, nothing left in flight."""
+    rig = make_rig("httpx2", is_async=True)
+
+    async def slow(request: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return rig.fake(request)
+
+    body = {**BODY, "stream": False}
+    async with rig.client(httpx2.MockTransport(slow)) as client:
+        leader = asyncio.create_task(client.post("/chat/completions", json=body))
+        await asyncio.sleep(0.05)
+        waiter = asyncio.create_task(client.post("/chat/completions", json=body))
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert (await leader).status_code == 200
+    assert len(rig.spans()) == 2
+    assert rig.value("llmtap_requests_total", outcome="cancelled") == 1
+    assert rig.value("llmtap_requests_total", outcome="success") == 1
+    assert rig.value("llmtap_requests_in_flight") == 0

@@ -65,9 +65,10 @@ class Send(NamedTuple):
 class Run:
     """Steps one flow for a driver: hands out effects, takes results, keeps the reply.
 
-    Drivers loop ``while (effect := run.next()) is not None: run.result = ...``;
-    an exception from sending upstream is thrown into the flow (so the call is
-    reported) by :meth:`sending`, and then reaches the caller unchanged.
+    Drivers loop ``while (effect := run.next()) is not None``, performing each
+    effect inside :meth:`performing`: an exception from it (upstream failing, a
+    cancellation while waiting) is thrown into the flow, so the call is reported,
+    and then reaches the caller unchanged.
     """
 
     __slots__ = ("_flow", "reply", "result", "ticket", "upstream")
@@ -88,7 +89,7 @@ class Run:
             return None
 
     @contextmanager
-    def sending(self) -> Iterator[None]:
+    def performing(self) -> Iterator[None]:
         try:
             yield
         except BaseException as exc:
@@ -183,6 +184,18 @@ class Engine:
                 material, cacheable = None, False
                 decision = decide(self.mode, cacheable, control)
         exchange = self._exchange(call, control, decision, key, material)
+        try:
+            return (yield from self._answer(exchange, decision, cacheable))
+        except BaseException as exc:
+            # Any effect may fail or be cancelled (a store read, waiting on a leader,
+            # sending): the call is still reported, exactly once.
+            exchange.fail(exc)
+            raise
+
+    def _answer(
+        self, exchange: Exchange, decision: Decision, cacheable: bool
+    ) -> Generator[Any, Any, Reply]:
+        call, key = exchange.call, exchange.key
         if key is not None and (decision.read or decision.offline):
             entry = self.accept((yield Get(key, call)), call) if decision.read else None
             leads = entry is not None or not decision.write or decision.offline
@@ -199,11 +212,7 @@ class Engine:
         if self.ensure_stream_usage and needs_usage(call.body, call.api_type):
             outgoing = with_usage(call.body)
             exchange.hider = UsageHider()
-        try:
-            status, headers = yield Send(outgoing)
-        except BaseException as exc:
-            exchange.fail(exc)
-            raise
+        status, headers = yield Send(outgoing)
         exchange.begin_answer(status, headers)
         return Reply("tap", exchange=exchange)
 
@@ -236,6 +245,8 @@ class Engine:
         call = exchange.call
         if not self.has_store:
             reason = "the transport has no cache store (cache=None)"
+        elif exchange.key is None:
+            reason = "no cache key could be computed for it (see the warning logged)"
         elif not cacheable:
             reason = "cache_when excludes it, so it can never be replayed"
         elif not exchange.decision.read:
