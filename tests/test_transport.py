@@ -379,3 +379,16 @@ def test_an_idle_transport_still_refuses_a_malformed_extension(make_harness: Any
     result = h.post(chat(), extensions={"llmtap": {"cache": "nope"}})
     assert result.status == 400 and "nope" in orjson.loads(result.body)["error"]["message"]
     assert h.fake.request_count == 1
+
+
+def test_replay_names_an_unkeyable_request_as_such(make_harness: Any) -> None:
+    """A body too deep to key is refused in replay with that reason, not as if
+    cache_when had excluded it."""
+    deep: Any = "leaf"
+    for _ in range(300):
+        deep = [deep]
+    h: Harness = make_harness(mode="replay")
+    result = h.post(chat(seed=1, response_format={"deep": deep}))
+    assert result.status == 404 and h.fake.request_count == 0
+    message = orjson.loads(result.body)["error"]["message"]
+    assert "no cache key could be computed" in message and "cache_when" not in message

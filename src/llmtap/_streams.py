@@ -37,17 +37,23 @@ log = logging.getLogger("llmtap")
 
 
 def _abandoned(exchange: Exchange) -> None:
-    """The tee was collected before its exchange ended: report it, store nothing."""
+    """A tee's end when it is collected first: report the call, store nothing."""
     try:
         exchange.finish(False, None)
-    except Exception:
-        log.warning("llmtap: could not end an abandoned response", exc_info=True)
     finally:
         exchange.settle()
 
 
-def _watch(owner: object, exchange: Exchange) -> weakref.finalize[..., Any]:
-    finalizer = weakref.finalize(owner, _abandoned, exchange)
+def _collected(end: Callable[[], object]) -> None:
+    try:
+        end()
+    except Exception:
+        log.warning("llmtap: could not end an abandoned response", exc_info=True)
+
+
+def _watch(owner: object, end: Callable[[], object]) -> weakref.finalize[..., Any]:
+    """Run ``end`` if ``owner`` (a body) is collected before its call ended."""
+    finalizer = weakref.finalize(owner, _collected, end)
     finalizer.atexit = False
     return finalizer
 
@@ -65,7 +71,7 @@ class SyncTee:
         self._inner = inner
         self._exchange = exchange
         self._store = store
-        self._finalizer = _watch(self, exchange) if watch else None
+        self._finalizer = _watch(self, functools.partial(_abandoned, exchange)) if watch else None
 
     def __iter__(self) -> Iterator[bytes]:
         exchange = self._exchange
@@ -119,7 +125,7 @@ class AsyncTee:
         self._inner = inner
         self._exchange = exchange
         self._store = store
-        self._finalizer = _watch(self, exchange) if watch else None
+        self._finalizer = _watch(self, functools.partial(_abandoned, exchange)) if watch else None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         exchange = self._exchange
@@ -172,8 +178,7 @@ class Replay:
         self._exchange = exchange
         self._finalizer = None
         if exchange is not None:
-            self._finalizer = weakref.finalize(self, _unread, exchange)
-            self._finalizer.atexit = False
+            self._finalizer = _watch(self, functools.partial(exchange.served, False))
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._chunks
@@ -197,14 +202,6 @@ class Replay:
         if self._finalizer is not None:
             self._finalizer.detach()
         exchange.served(ended)
-
-
-def _unread(exchange: Exchange) -> None:
-    """A replayed hit was collected before the caller finished it: report it."""
-    try:
-        exchange.served(False)
-    except Exception:
-        log.warning("llmtap: could not end an abandoned response", exc_info=True)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """What one request decides, and the helpers every API's builder shares.
 
 Everything here is a pure function of the request body. Word choice depends only
-on the *content* fields (model, seed, prompt, tools, ...), never on ``stream``,
+on the *content* fields (seed, messages, prompt, tools, ...), never on ``stream``,
 ``stream_options`` or the length limits, so a streamed answer spells the same
 text as the non-streamed one, ``include_usage`` changes nothing but the usage
 fields, and a ``max_tokens``-truncated answer is a prefix of the full one.

@@ -322,15 +322,16 @@ class RedisCache:
     async def aclose(self) -> None:
         """Close the asyncio client of the running event loop."""
         loop = asyncio.get_running_loop()
-        # One turn of the loop first: a command scheduled just before (the unlock a
-        # settling answer starts as a task) then counts as busy and is waited for,
-        # instead of opening a new client after this one closed.
-        await asyncio.sleep(0)
-        with self._guard:
-            found = self._aclients.pop(loop, None)
-        if found is not None:
-            # Let commands in flight on this loop (an unlock scheduled by a settling
-            # answer) finish first, within the socket timeout.
+        # A command scheduled just before (the unlock a settling answer starts as a
+        # task) or starting while we wait would open a new client after this one
+        # closed, and nobody would close that: a turn of the loop first lets it count
+        # as busy, and a client that appeared meanwhile is closed too.
+        for _ in range(3):
+            await asyncio.sleep(0)
+            with self._guard:
+                found = self._aclients.pop(loop, None)
+            if found is None:
+                return
             busy = found.busy - {asyncio.current_task()}
             if busy:
                 await asyncio.wait(busy, timeout=self.socket_timeout or None)
