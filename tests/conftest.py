@@ -153,11 +153,16 @@ def chat(seed: int | None = 7, **extra: Any) -> dict[str, Any]:
     return body
 
 
-def cache_errors(registry: Any) -> float:
-    """``llmtap_cache_errors_total`` summed over its labels (backend, op)."""
+def metric_sum(registry: Any, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
     return sum(
         sample.value
         for metric in registry.collect()
         for sample in metric.samples
-        if sample.name == "llmtap_cache_errors_total"
+        if sample.name == name and labels.items() <= sample.labels.items()
     )
+
+
+def cache_errors(registry: Any) -> float:
+    """``llmtap_cache_errors_total`` summed over its labels (backend, op, the call's)."""
+    return metric_sum(registry, "llmtap_cache_errors_total")

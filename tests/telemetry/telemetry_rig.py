@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 import llmtap
+from conftest import metric_sum
 from llmtap.testing import FakeUpstream
 
 BASE_URL = "https://api.openai.com/v1"
@@ -62,12 +63,7 @@ class Rig:
 
     def value(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
-        total = 0.0
-        for family in self.registry.collect():
-            for sample in family.samples:
-                if sample.name == name and labels.items() <= sample.labels.items():
-                    total += sample.value
-        return total
+        return metric_sum(self.registry, name, **labels)
 
 
 def make_rig(lib_name: str = "httpx2", is_async: bool = False) -> Rig:

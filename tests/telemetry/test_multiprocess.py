@@ -11,6 +11,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from conftest import metric_sum
+
 WORKER = """
 import sys, httpx2, llmtap, llmtap.httpx2
 from llmtap.testing import FakeUpstream
@@ -42,15 +44,6 @@ def _scrape(directory: Path) -> CollectorRegistry:
     return registry
 
 
-def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return sum(
-        s.value
-        for f in registry.collect()
-        for s in f.samples
-        if s.name == name and labels.items() <= s.labels.items()
-    )
-
-
 def test_workers_aggregate(tmp_path: Path) -> None:
     env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
     workers = [
@@ -68,7 +61,7 @@ def test_workers_aggregate(tmp_path: Path) -> None:
             assert worker.stdout is not None
             assert worker.stdout.readline().strip() == "ready"
         # Each worker holds one stream open: the livesum gauge adds them up.
-        assert _value(_scrape(tmp_path), "llmtap_requests_in_flight") == WORKERS
+        assert metric_sum(_scrape(tmp_path), "llmtap_requests_in_flight") == WORKERS
         for worker in workers:
             assert worker.stdin is not None and worker.stdout is not None
             worker.stdin.write("go\n")
@@ -82,11 +75,11 @@ def test_workers_aggregate(tmp_path: Path) -> None:
             if worker.stdout is not None:
                 worker.stdout.close()
     registry = _scrape(tmp_path)
-    assert _value(registry, "llmtap_requests_in_flight") == 0
+    assert metric_sum(registry, "llmtap_requests_in_flight") == 0
     calls = WORKERS * 4
-    assert _value(registry, "llmtap_requests_total", outcome="success", stream="true") == calls
-    assert _value(registry, "llmtap_request_duration_seconds_count") == calls
-    assert _value(registry, "llmtap_tokens_total", token_type="input") > 0
+    assert metric_sum(registry, "llmtap_requests_total", outcome="success", stream="true") == calls
+    assert metric_sum(registry, "llmtap_request_duration_seconds_count") == calls
+    assert metric_sum(registry, "llmtap_tokens_total", token_type="input") > 0
     text = generate_latest(registry).decode()
     assert "_created" not in text
     assert 'llmtap_requests_total{cache="bypass"' in text

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 import llmtap.httpx
 import llmtap.httpx2
+from conftest import metric_sum
 from llmtap import MemoryCache, Metrics
 from llmtap.testing import FakeUpstream
 
@@ -35,12 +36,7 @@ def _client(fake: FakeUpstream, ensure: bool, registry: CollectorRegistry) -> op
 
 
 def _tokens(registry: CollectorRegistry) -> float:
-    return sum(
-        s.value
-        for family in registry.collect()
-        for s in family.samples
-        if s.name == "llmtap_tokens_total"
-    )
+    return metric_sum(registry, "llmtap_tokens_total")
 
 
 def _missing(registry: CollectorRegistry) -> float:
