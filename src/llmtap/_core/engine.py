@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -88,13 +87,18 @@ class Run:
             self.reply = stop.value
             return None
 
-    @contextmanager
-    def performing(self) -> Iterator[None]:
-        try:
-            yield
-        except BaseException as exc:
-            self._flow.throw(exc)
-            raise
+    def performing(self) -> Run:
+        """``with run.performing():`` around one effect. The run is its own context
+        manager: every intercepted call enters it once per effect, and a generator-based
+        one would cost a generator each time."""
+        return self
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            self._flow.throw(exc)  # the flow reports the call and raises exc again
 
 
 @dataclass(slots=True)
