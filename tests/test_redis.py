@@ -590,3 +590,25 @@ def test_an_untrusted_tls_certificate_fails_open(
         assert any("CERTIFICATE_VERIFY_FAILED" in w for w in _warnings(caplog)), _warnings(caplog)
     finally:
         probe.cache.close()
+
+
+def test_under_trio_the_async_client_fails_open_and_says_why(
+    backend: RedisCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    """redis-py's async client is asyncio-only: under trio every call goes upstream, and
+    the warning names the reason instead of "no running event loop"."""
+    import trio
+
+    fake = FakeUpstream()
+
+    async def main() -> list[str]:
+        transport = llmtap.httpx2.AsyncTransport(
+            transport=httpx2.MockTransport(fake), cache=backend, metrics=None
+        )
+        async with httpx2.AsyncClient(transport=transport) as client:
+            return [(await client.post(URL, json=chat())).headers["x-llmtap-cache"] for _ in "ab"]
+
+    with caplog.at_level("WARNING", logger="llmtap"):
+        assert trio.run(main) == ["miss", "miss"]
+    assert len(fake.requests) == 2
+    assert "only under asyncio" in caplog.text

@@ -24,6 +24,9 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any, Protocol, cast
 
+import anyio
+import anyio.lowlevel
+
 from llmtap._core.engine import describe_error
 from llmtap._core.exchange import Exchange
 from llmtap._core.request import LLMCall
@@ -56,20 +59,50 @@ class LockingBackend(Protocol):
 
 
 class _Flight:
-    __slots__ = ("async_event", "event", "loop")
+    """One key's flight. Waiters in other threads block on ``event``; async waiters,
+    in any event loop (asyncio or trio), register a waker that :meth:`release` calls."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_lock", "_wakers", "event", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.event = threading.Event()
-        self.async_event: asyncio.Event | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        #: The leading call's asyncio loop, where its cross-process unlock runs.
+        self.loop = loop
+        self._wakers: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
 
     def release(self) -> None:
-        self.event.set()
-        if self.async_event is not None and self.loop is not None:
-            if _running_loop() is self.loop:
-                self.async_event.set()
-            elif not self.loop.is_closed():
-                self.loop.call_soon_threadsafe(self.async_event.set)
+        with self._lock:
+            self.event.set()
+            wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            try:
+                wake()
+            except Exception:  # the waiter's event loop has ended: nobody waits
+                pass
+
+    async def wait(self, timeout: float) -> None:
+        """Wait in the current event loop, whichever library runs it, without parking a
+        thread: a parked thread cannot be cancelled, and ``asyncio.run`` waits for it."""
+        event = anyio.Event()
+        native: Any = anyio.lowlevel.current_token().native_token
+        # asyncio's loop or trio's token: either schedules a callback from any thread.
+        schedule = getattr(native, "call_soon_threadsafe", None) or native.run_sync_soon
+
+        def wake() -> None:
+            schedule(event.set)
+
+        with self._lock:
+            if self.event.is_set():
+                return
+            self._wakers.append(wake)
+        try:
+            with anyio.move_on_after(timeout):
+                await event.wait()
+        finally:
+            with self._lock:
+                if wake in self._wakers:
+                    self._wakers.remove(wake)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -136,10 +169,7 @@ class FlightTable:
             flight = self._flights.get(key)
             if flight is not None:
                 return flight, False
-            flight = self._flights[key] = _Flight()
-            if is_async:
-                flight.async_event = asyncio.Event()
-                flight.loop = asyncio.get_running_loop()
+            flight = self._flights[key] = _Flight(_running_loop() if is_async else None)
             return flight, True
 
     def _release(self, key: str, flight: _Flight) -> None:
@@ -181,13 +211,7 @@ class FlightTable:
     async def ajoin(self, key: str, exchange: Exchange, ticket: int | None = None) -> bool | None:
         flight, leads = self._claim(key, is_async=True)
         if not leads:
-            if flight.async_event is None or flight.loop is not asyncio.get_running_loop():
-                await asyncio.to_thread(flight.event.wait, self.wait)
-                return False
-            try:
-                await asyncio.wait_for(flight.async_event.wait(), self.wait)
-            except TimeoutError:
-                pass
+            await flight.wait(self.wait)
             return False
         try:
             if ticket is not None and ticket != self.released and await self._astored(key):
@@ -272,7 +296,7 @@ class FlightTable:
             while (step := run.next()) is not None:
                 op, args = step
                 if op == "sleep":
-                    await asyncio.sleep(*args)
+                    await anyio.sleep(*args)
                     run.result = None
                 else:
                     run.result = await getattr(remote, "a" + op)(*args)

@@ -8,11 +8,12 @@ is written once per library. The two drivers differ only in ``await``.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Generator, Iterable
 from types import ModuleType
 from typing import Any, ClassVar, NamedTuple
+
+import anyio.to_thread
 
 from llmtap._core.control import HEADER, HEADER_PREFIX
 from llmtap._core.engine import Engine, Get, Join, Reply, Run, Send
@@ -433,7 +434,7 @@ class AsyncDriver(TransportCore):
             return await self._aget(effect.key, effect.call)
         if type(effect) is Join:
             return await self._flights.ajoin(effect.key, effect.exchange, run.ticket)
-        return await asyncio.to_thread(self._scan, effect.call)
+        return await anyio.to_thread.run_sync(self._scan, effect.call, abandon_on_cancel=True)
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -7,12 +7,13 @@ a real socket. The class subclasses both the library's ``SyncByteStream`` and
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import Any
+
+import anyio
 
 
 class _ChunkStream:
@@ -34,7 +35,7 @@ class _ChunkStream:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for i, chunk in enumerate(self._chunks):
             if i and self._delay > 0:
-                await asyncio.sleep(self._delay)
+                await anyio.sleep(self._delay)
             yield chunk
         if self._error is not None:
             raise self._error

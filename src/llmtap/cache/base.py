@@ -7,9 +7,10 @@ pickle.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
+
+import anyio.to_thread
 
 
 @runtime_checkable
@@ -44,8 +45,9 @@ def check_value(key: object, value: object) -> None:
 class ThreadedAsync:
     """``aget``/``aset`` for a blocking store: run in a worker thread.
 
-    ``asyncio.to_thread`` copies the caller's contextvars, so the current span
-    stays the parent of anything the store does.
+    anyio's worker threads serve asyncio and trio alike (httpx and httpx2 run on
+    both) and copy the caller's contextvars, so the current span stays the parent
+    of anything the store does. A cancelled call does not wait for its thread.
     """
 
     def get(self, key: str) -> bytes | None:
@@ -55,7 +57,7 @@ class ThreadedAsync:
         raise NotImplementedError  # pragma: no cover
 
     async def aget(self, key: str) -> bytes | None:
-        return await asyncio.to_thread(self.get, key)
+        return await anyio.to_thread.run_sync(self.get, key, abandon_on_cancel=True)
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        await asyncio.to_thread(self.set, key, value, ttl)
+        await anyio.to_thread.run_sync(self.set, key, value, ttl, abandon_on_cancel=True)

@@ -152,7 +152,12 @@ class RedisCache:
     def _aclient(self) -> _LoopClient:
         """This event loop's asyncio client and unlock script: an asyncio client is
         bound to the loop it was first used in."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(
+                "redis-py's async client runs only under asyncio, not this event loop (trio?)"
+            ) from None
         with self._guard:
             found = self._aclients.get(loop)
             if found is None:
