@@ -87,16 +87,14 @@ def test_bad_body_passes_through_cleanly(lib_name: str, io: str, name: str, capl
         assert response.content == without.content  # upstream got the exact bytes
         assert orjson.loads(response.content)["sha256"] == hashlib.sha256(raw).hexdigest()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    if name in (
-        "prompt_50mb",
-        "duplicate_keys",
-        "huge_int",
-    ):  # valid objects: cached like any other
+    if name in ("prompt_50mb", "duplicate_keys"):  # valid objects: cached like any other
         assert (first.headers["x-llmtap-cache"], second.headers["x-llmtap-cache"]) == (
             "miss",
             "hit",
         )
-    elif name == "nested_300" or name == "nested_1000":
+    elif name in ("nested_300", "nested_1000", "huge_int"):
+        # Valid, but no exact key: too deep to serialise, or a number beyond 64 bits
+        # that parses as a rounded float (another number could share its key).
         assert first.headers["x-llmtap-cache"] == second.headers["x-llmtap-cache"] == "bypass"
         assert len(cache) == 0
     else:

@@ -15,8 +15,14 @@ import orjson
 
 _EVENT_END = b"\n\n"
 # Responses API events that carry the response object.
-_RESPONSE_EVENTS = ("response.created", "response.in_progress", "response.completed")
-_RESPONSE_TERMINAL = "response.completed"
+_RESPONSE_EVENTS = (
+    "response.created",
+    "response.in_progress",
+    "response.completed",
+    "response.incomplete",
+)
+# An incomplete response (max_output_tokens, content filter) is a whole answer too.
+_RESPONSE_TERMINAL = ("response.completed", "response.incomplete")
 _RESPONSE_FAILURES = ("response.failed", "error")
 _ONLY_FIRST = frozenset({0})
 # How a compact middle chunk ends, with and without stream_options.include_usage.
@@ -39,6 +45,10 @@ class AnswerFacts:
     last_token_at: float | None = None
     terminal: bool = False
     error: str | None = None
+    #: ``error.type`` of a whole (non-streamed) 2xx answer that reports its own failure:
+    #: an ``{"error": ...}`` document (OpenRouter answers 200 so) or a choice finished
+    #: with ``"error"``. Never stored.
+    error_type: str | None = None
     events: int = 0
     outputs: dict[int, list[str]] = field(default_factory=dict)
 
@@ -143,11 +153,17 @@ class AnswerAccumulator:
         if not isinstance(obj, dict):
             self.facts.error = "invalid_json"
             return
-        self.facts.events = 1
-        if obj.get("object") == "response":
+        facts = self.facts
+        facts.events = 1
+        if obj.get("error"):  # also a Responses object with status "failed"
+            facts.error = _error_message(obj)
+            facts.error_type = _error_type(obj["error"])
+        elif obj.get("object") == "response":
             self._absorb_response(obj)
         else:
             self._absorb(obj, None)
+            if facts.error is not None:
+                facts.error_type = "upstream_error"
 
     def _event(self, raw: bytes, now: float) -> None:
         kind = b""
@@ -222,9 +238,12 @@ class AnswerAccumulator:
 
     def _absorb(self, obj: dict[str, Any], now: float | None) -> None:
         facts = self.facts
-        if facts.response_id is None:  # the same on every chunk: read it once
-            facts.response_id = obj.get("id")
-            facts.response_model = obj.get("model")
+        # The same on every chunk: read once, but not from an empty first chunk (Azure
+        # opens a stream with its prompt filter results, "id" and "model" empty).
+        if not facts.response_id:
+            facts.response_id = obj.get("id") or None
+        if not facts.response_model:
+            facts.response_model = obj.get("model") or None
         if facts.system_fingerprint is None:
             facts.system_fingerprint = obj.get("system_fingerprint")
         if facts.service_tier is None:
@@ -240,6 +259,8 @@ class AnswerAccumulator:
             reason = choice.get("finish_reason")
             if reason:
                 facts.finish_reasons[index] = reason
+                if reason == "error":  # the provider failed mid-answer (OpenRouter)
+                    facts.error = f'choice {index} finished with "error"'
             delta = choice.get("delta")
             if delta is None:
                 delta = choice.get("message")
@@ -268,7 +289,7 @@ class AnswerAccumulator:
                 facts.outputs.setdefault(0, []).append(delta)
         if event_type in _RESPONSE_EVENTS and isinstance(obj.get("response"), dict):
             self._absorb_response(obj["response"])
-        if event_type == _RESPONSE_TERMINAL:
+        if event_type in _RESPONSE_TERMINAL:
             facts.terminal = True
         elif event_type in _RESPONSE_FAILURES:
             facts.error = _error_message(obj.get("response") or obj)
@@ -295,6 +316,14 @@ def _error_message(obj: dict[str, Any]) -> str:
     if isinstance(error, dict):
         return str(error.get("message") or error.get("type") or "error")
     return str(error or obj.get("message") or "error")
+
+
+def _error_type(error: Any) -> str:
+    """An in-band error's ``error.type``: its code when that is an HTTP status."""
+    code = error.get("code") if isinstance(error, dict) else None
+    if type(code) is int and 400 <= code <= 599:
+        return str(code)
+    return "upstream_error"
 
 
 def _responses_finish_reason(response: dict[str, Any]) -> str:

@@ -327,6 +327,8 @@ class Exchange:
             record.outcome, record.error_type = "error", str(self.status)
         elif facts is not None and facts.error is not None and self.is_stream:
             record.outcome, record.error_type = "error", "stream_interrupted"
+        elif facts is not None and facts.error_type is not None:
+            record.outcome, record.error_type = "error", facts.error_type
         elif not complete and not ended:
             record.outcome = "cancelled"
         elif not complete and self.is_stream:

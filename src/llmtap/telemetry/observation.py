@@ -209,12 +209,15 @@ def _base(metrics: Metrics, call: LLMCall, provider: str) -> tuple[str, str, str
 def _describe(record: CallRecord) -> str:
     if record.error is not None:
         return str(record.error) or type(record.error).__name__
+    facts = record.facts
     if record.error_type == "stream_interrupted":
-        facts = record.facts
         if facts is not None and facts.error:
             return f"stream interrupted: {facts.error}"
         return "stream ended before its terminal event"
-    return f"HTTP {record.status}"
+    status = record.status
+    if facts is not None and facts.error_type is not None and status is not None and status < 400:
+        return f"HTTP {status}, but the answer is an error: {facts.error}"
+    return f"HTTP {status}"
 
 
 def _prometheus(

@@ -1,0 +1,211 @@
+"""Answers as OpenAI-compatible providers really send them: errors inside a 200, Azure's
+empty first chunk, a Responses stream cut by ``max_output_tokens``, CRLF event streams,
+and request numbers no float can hold. What the caller reads, what is stored, what is
+reported."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from llmtap._core.usage import UsageHider
+from telemetry.telemetry_rig import LIB_IDS, LIBS, Rig, make_rig
+
+PATH = "/chat/completions"
+ANSWER = {
+    "id": "chatcmpl-ok",
+    "object": "chat.completion",
+    "model": "m-1",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3},
+}
+
+
+def _handler(rig: Rig, replies: list[tuple[str, bytes]]) -> Callable[[Any], Any]:
+    """Answers each request with the next ``(content_type, body)``; the last repeats."""
+    sent: list[Any] = []
+
+    def handle(request: Any) -> Any:
+        content_type, body = replies[min(len(sent), len(replies) - 1)]
+        sent.append(request)
+        return rig.lib.Response(200, headers={"content-type": content_type}, content=body)
+
+    handle.sent = sent  # type: ignore[attr-defined]
+    return handle
+
+
+def _post(
+    rig: Rig, handler: Any, body: dict[str, Any], n: int, path: str = PATH, **kw: Any
+) -> list[Any]:
+    """``n`` identical posts through one transport (to FakeUpstream without a ``handler``);
+    each response, read."""
+    client = rig.client(rig.lib.MockTransport(handler or rig.fake), **kw)
+    if not rig.is_async:
+        with client:
+            return [client.post(path, json=body) for _ in range(n)]
+
+    async def run() -> list[Any]:
+        async with client:
+            return [await client.post(path, json=body) for _ in range(n)]
+
+    return asyncio.run(run())
+
+
+def _chat(**extra: Any) -> dict[str, Any]:
+    return {"model": "m", "seed": 1, "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+@pytest.fixture(params=LIBS, ids=LIB_IDS)
+def rig(request: pytest.FixtureRequest) -> Rig:
+    lib_name, is_async = request.param
+    return make_rig(lib_name, is_async)
+
+
+@pytest.mark.parametrize(
+    ("error", "error_type"),
+    [
+        ({"code": 502, "message": "Provider returned error"}, "502"),
+        ({"code": "server_error", "message": "Provider returned error"}, "upstream_error"),
+    ],
+)
+def test_a_200_whose_body_is_an_error_is_reported_and_never_stored(
+    rig: Rig, error: dict[str, Any], error_type: str
+) -> None:
+    """OpenRouter answers 200 with ``{"error": ...}`` when a provider fails after the
+    request was accepted: one transient failure must not become the cached answer."""
+    failing = orjson.dumps({"error": error})
+    handler = _handler(
+        rig, [("application/json", failing), ("application/json", orjson.dumps(ANSWER))]
+    )
+    responses = _post(rig, handler, _chat(), 3)
+    assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "miss", "hit"]
+    assert responses[0].content == failing  # the caller still reads what upstream sent
+    assert len(handler.sent) == 2  # type: ignore[attr-defined]
+    first = rig.spans()[0]
+    assert first.attributes is not None and first.attributes["error.type"] == error_type
+    assert first.status.description is not None
+    assert "Provider returned error" in first.status.description
+    assert rig.value("llmtap_requests_total", outcome="error") == 1
+    assert rig.value("llmtap_request_errors_total", error_type=error_type) == 1
+
+
+def test_a_whole_answer_with_a_choice_finished_by_error_is_not_stored(rig: Rig) -> None:
+    broken = {**ANSWER, "choices": [{**ANSWER["choices"][0], "finish_reason": "error"}]}
+    handler = _handler(rig, [("application/json", orjson.dumps(broken))])
+    responses = _post(rig, handler, _chat(), 2)
+    assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "miss"]
+    assert rig.value("llmtap_request_errors_total", error_type="upstream_error") == 2
+
+
+def test_a_stream_with_a_choice_finished_by_error_is_not_stored(rig: Rig) -> None:
+    def event(delta: dict[str, Any], finish: str | None) -> bytes:
+        chunk = {
+            "id": "c",
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    stream = event({"content": "Hel"}, None) + event({}, "error") + b"data: [DONE]\n\n"
+    handler = _handler(rig, [("text/event-stream", stream)])
+    responses = _post(rig, handler, _chat(stream=True), 2)
+    assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "miss"]
+    assert all(r.content == stream for r in responses)
+    assert rig.value("llmtap_request_errors_total", error_type="stream_interrupted") == 2
+
+
+def test_a_responses_stream_cut_by_max_output_tokens_is_a_whole_answer(rig: Rig) -> None:
+    """It ends with ``response.incomplete``, not ``response.completed``: still a success,
+    metered, and stored like the same answer not streamed."""
+    body = {"model": "o4-mini", "seed": 1, "input": "Think hard.", "max_output_tokens": 3}
+    responses = _post(rig, None, {**body, "stream": True}, 2, path="/responses")
+    assert b"event: response.incomplete" in responses[0].content
+    assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "hit"]
+    assert responses[1].content == responses[0].content
+    miss = rig.spans()[0]
+    assert miss.status.is_ok
+    attributes = miss.attributes or {}
+    assert attributes["gen_ai.response.finish_reasons"] == ("length",)
+    assert attributes["gen_ai.usage.output_tokens"] > 0
+    assert rig.value("llmtap_requests_total", outcome="success") == 2
+
+
+def test_an_azure_stream_opening_with_empty_ids_keeps_the_response_id_and_model(rig: Rig) -> None:
+    filters = {"id": "", "model": "", "object": "", "choices": [], "prompt_filter_results": []}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {"id": "chatcmpl-AZ", "model": "gpt-4o-2024-11-20", "choices": [choice]}
+
+    events = [filters, chunk({"content": "Hi"}), chunk({}, "stop")]
+    stream = b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    _post(rig, _handler(rig, [("text/event-stream", stream)]), _chat(stream=True), 2)
+    for span in rig.spans():  # the miss, and the hit from its stored summary
+        attributes = span.attributes or {}
+        assert attributes["gen_ai.response.id"] == "chatcmpl-AZ"
+        assert attributes["gen_ai.response.model"] == "gpt-4o-2024-11-20"
+
+
+def test_ensure_stream_usage_over_crlf_releases_each_event_at_once_and_hides_usage() -> None:
+    """sse-starlette (llama-cpp-python's server and others) ends lines with CRLF."""
+    hider = UsageHider()
+    first = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":null}\r\n\r\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}\r\n\r\n'
+    assert hider.visible(first) == first.replace(b',"usage":null', b"")
+    assert hider.visible(usage[:20]) == b""  # half an event is held back
+    assert hider.visible(usage[20:] + b"data: [DONE]\r\n\r\n") == b"data: [DONE]\r\n\r\n"
+    assert hider.flush() == b""
+
+
+def test_ensure_stream_usage_over_crlf_meters_the_stream(rig: Rig) -> None:
+    def event(obj: dict[str, Any]) -> bytes:
+        return b"data: " + orjson.dumps(obj) + b"\r\n\r\n"
+
+    head = {"id": "c", "model": "m"}
+    stream = (
+        event(
+            {
+                **head,
+                "choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None}],
+                "usage": None,
+            }
+        )
+        + event(
+            {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": None}
+        )
+        + event({**head, "choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 1}})
+        + b"data: [DONE]\r\n\r\n"
+    )
+    responses = _post(
+        rig, _handler(rig, [("text/event-stream", stream)]), _chat(stream=True), 2,
+        ensure_stream_usage=True,
+    )  # fmt: skip
+    seen = responses[0].content
+    assert b'"choices":[]' not in seen and b'"usage":null' not in seen
+    assert seen.count(b"\r\n\r\n") == 3 and seen.endswith(b"data: [DONE]\r\n\r\n")
+    assert responses[1].content == seen
+    assert rig.value("llmtap_tokens_total", token_type="input") == 4
+
+
+@pytest.mark.parametrize("field", ["max_tokens", "seed"])
+def test_integers_beyond_64_bits_never_share_a_key(rig: Rig, field: str) -> None:
+    """orjson reads both as the same float: neither may be served the other's answer."""
+    handler = _handler(rig, [("application/json", orjson.dumps(ANSWER))])
+    for value in (2**70, 2**70 + 1):
+        (response,) = _post(rig, handler, _chat(**{field: value}), 1)
+        assert response.headers["x-llmtap-cache"] == "bypass"  # sent uncached
+    assert len(handler.sent) == 2  # type: ignore[attr-defined]
+
+
+def test_a_huge_float_literal_is_still_cached(rig: Rig) -> None:
+    schema = {"type": "number", "maximum": 1e300}
+    body = _chat(response_format={"type": "json_schema", "json_schema": {"schema": schema}})
+    handler = _handler(rig, [("application/json", orjson.dumps(ANSWER))])
+    responses = _post(rig, handler, body, 2)
+    assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "hit"]
