@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from llmtap._core.explain import differing_fields
 from llmtap._core.key import DEFAULT_KEY_IGNORE, canonical_body, hash_material, key_material
 from llmtap._core.request import LLMCall, RequestFacts, classify, parse_body
 
@@ -98,3 +99,11 @@ def test_key_ignores_order_and_number_form(body: dict[str, Any]) -> None:
     as_floats = {k: float(v) if type(v) is int and abs(v) < 2**53 else v for k, v in body.items()}
     assert key(as_floats) == key(body)
     assert canonical_body(body, ()) == canonical_body(canonical_body(body, ()), ())
+
+
+def test_query_pairs_read_back_from_a_recording_differ_in_nothing() -> None:
+    """A live key material holds the query as pairs, one read from JSON as lists: the
+    replay-miss explanation must not list query fields that did not change."""
+    live = {"query": [("api-version", "1")], "body": {"a": 1}}
+    stored = {"query": [["api-version", "1"]], "body": {"a": 2}}
+    assert differing_fields(live, stored) == ["body.a"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,9 +172,53 @@ def test_replay_miss_fails_with_a_clear_message(suite: pytest.Pytester, fake: Fa
             "*chat call (model 'm', key *Nearest stored entry: *differing in: "
             "body.messages.0.content*",
             "*nearest recording: *llmtap_recordings*.json",
-            "*pytest --llmtap-mode=read_write 'test_new.py::test_swallowed'*",
+            "*pytest --llmtap-mode=read_write test_new.py::test_swallowed*",
         ]
     )
+    # LLMTAP_MODE does not reach the plugin: the report gives only the command that records.
+    assert "LLMTAP_MODE" not in result.stdout.str()
+
+
+def test_the_record_command_works_pasted_where_pytest_ran(
+    pytester: pytest.Pytester, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a subdirectory (node ids are relative to the rootdir), for a test id a
+    shell would split (a quote in a parameter): the printed command records that test."""
+    pytester.makefile(".ini", pytest=INI)
+    tests = pytester.mkdir("tests")
+    (tests / "test_quote.py").write_text(
+        "import os, openai, pytest\n"
+        "@pytest.mark.llmtap\n"
+        "@pytest.mark.parametrize('word', [\"it's\"])\n"
+        "def test_q(word):\n"
+        "    url = os.environ['FAKE_URL']\n"
+        "    with openai.OpenAI(api_key='k', base_url=url, max_retries=0) as c:\n"
+        "        c.chat.completions.create(model='m', seed=1,\n"
+        "            messages=[{'role': 'user', 'content': word}])\n"
+    )
+    monkeypatch.chdir(tests)
+    missed = pytester.runpytest_subprocess("test_quote.py")
+    missed.assert_outcomes(failed=1)
+    line = next(x for x in missed.outlines if "pytest --llmtap-mode=read_write" in x)
+    command = shlex.split(line)
+    assert command[-1] == "test_quote.py::test_q[it's]"
+    pytester.runpytest_subprocess(*command[1:]).assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("test_quote.py").assert_outcomes(passed=1)  # replayed
+
+
+def test_a_broken_recording_is_named_not_called_unrecorded(
+    suite: pytest.Pytester, fake: FakeUpstream
+) -> None:
+    """A merge conflict in a recording: the failure names the file and why it is
+    unreadable, instead of advising a re-record that would overwrite it."""
+    suite.runpytest_subprocess("--llmtap-mode=read_write", "-k", "test_httpx_fixture")
+    (path,) = recordings(suite).glob("*.json")
+    path.write_text("<<<<<<< HEAD\n" + path.read_text() + "=======\n>>>>>>> branch\n")
+    fake.stop()
+    result = suite.runpytest_subprocess("-k", "test_httpx_fixture")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*its stored answer could not be read*{path.name}*"])
+    assert "it was never recorded" not in result.stdout.str()
 
 
 def test_xdist_records_concurrently(suite: pytest.Pytester, fake: FakeUpstream) -> None:

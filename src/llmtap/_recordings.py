@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import shlex
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from llmtap._core.explain import RECORD_ADVICE
 from llmtap.cache.files import FileCache
 
 MISS_TYPE = "llmtap_cache_miss"
@@ -168,20 +170,22 @@ class RecordingSession:
             misses, self.misses = self.misses, []
         return misses
 
-    def miss_report(self, misses: list[str], nodeid: str) -> str:
-        """The failure text for a test whose LLM calls were not all recorded."""
+    def miss_report(self, misses: list[str], test_id: str) -> str:
+        """The failure text for a test whose LLM calls were not all recorded; ``test_id``
+        as it can be pasted where pytest ran."""
         lines = [
             f"llmtap: {len(misses)} LLM call(s) in this test had no recording "
             f"(mode {self.mode!r}, recordings in {self.directory}):"
         ]
         for message in dict.fromkeys(misses):
-            lines.append(f"  - {message}")
+            # LLMTAP_MODE does not reach the plugin: only the command below records.
+            lines.append(f"  - {message.removesuffix(' ' + RECORD_ADVICE)}")
             nearest = _NEAREST.search(message)
             if nearest:
                 lines.append(f"    nearest recording: {self.directory / nearest[1]}.json")
         lines.append(
             "To record them, run this test once with the real upstream reachable:\n"
-            f"    pytest --llmtap-mode=read_write '{nodeid}'\n"
+            f"    pytest --llmtap-mode=read_write {shlex.quote(test_id)}\n"
             "then commit the new files in the recordings directory."
         )
         return "\n".join(lines)

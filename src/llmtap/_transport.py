@@ -268,21 +268,22 @@ class TransportCore:
     def _failed(self, op: str, exc: BaseException, call: LLMCall) -> None:
         self._engine.store_failed(self._backend_name, op, exc, call)
 
-    def _get(self, key: str, call: LLMCall) -> bytes | None:
+    def _get(self, key: str, call: LLMCall) -> bytes | Exception | None:
+        """The stored value; a failing store's exception, reported, for the engine."""
         try:
             value = self.cache.get(key) if self.cache is not None else None
         except Exception as exc:
             self._failed("get", exc, call)
-            return None
+            return exc
         self._engine.store_recovered("get")
         return value
 
-    async def _aget(self, key: str, call: LLMCall) -> bytes | None:
+    async def _aget(self, key: str, call: LLMCall) -> bytes | Exception | None:
         try:
             value = await self.cache.aget(key) if self.cache is not None else None
         except Exception as exc:
             self._failed("get", exc, call)
-            return None
+            return exc
         self._engine.store_recovered("get")
         return value
 

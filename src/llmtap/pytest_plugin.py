@@ -19,6 +19,7 @@ API.md "pytest plugin". Hooks and fixtures only; the state lives in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,19 @@ def _fail_on_misses(item: pytest.Item) -> Generator[None, object, object]:
     finally:
         misses = session.take_misses()
         if misses:
-            pytest.fail(session.miss_report(misses, item.nodeid), pytrace=False)
+            pytest.fail(session.miss_report(misses, _test_id(item)), pytrace=False)
+
+
+def _test_id(item: pytest.Item) -> str:
+    """The test's id relative to the directory pytest ran in (a node id is relative to
+    the rootdir), so the recording command works where it is pasted."""
+    path, _, rest = item.nodeid.partition("::")
+    config = item.config
+    try:
+        path = os.path.relpath(config.rootpath / path, config.invocation_params.dir)
+    except ValueError:  # another drive (Windows)
+        return item.nodeid
+    return f"{path}::{rest}" if rest else path
 
 
 @pytest.hookimpl(wrapper=True)

@@ -120,3 +120,27 @@ def test_api_key_appears_nowhere(
         for needle in NEEDLES:
             assert needle not in data, f"the API key leaked into {where}"
         assert b"authorization" not in data.lower() or where == "logs", where
+
+
+@pytest.mark.parametrize("param", ["api-key", "key", "code", "Access_Token"])
+def test_an_api_key_in_the_query_is_neither_stored_nor_in_the_key(
+    tmp_path: Path, param: str
+) -> None:
+    """Some gateways take the key in the URL (Azure's ``api-key``, Google's ``key``, Azure
+    Functions' ``code``): like a header, it neither reaches a recording nor splits the
+    cache, while the other parameters (``api-version``) still count."""
+    fake = FakeUpstream()
+    transport = llmtap.httpx2.Transport(
+        transport=httpx2.MockTransport(fake), cache=FileCache(tmp_path / "rec"), metrics=None
+    )
+    url = "https://gateway.example/openai/deployments/d/chat/completions"
+    body = {"model": "m", "seed": 1, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx2.Client(transport=transport) as client:
+        seen = [
+            client.post(url, params={"api-version": version, param: key}, json=body)
+            for version, key in (("2024-10-21", SECRET), ("2024-10-21", "other"), ("2025", SECRET))
+        ]
+    assert [r.headers["x-llmtap-cache"] for r in seen] == ["miss", "hit", "miss"]
+    stored = _files_under(tmp_path / "rec")
+    assert b"2024-10-21" in stored  # the query is kept, minus the credential
+    assert SECRET.encode() not in stored and b'"other"' not in stored

@@ -32,8 +32,8 @@ _METRIC_OPS = {"scan": "get", "lock": "set"}
 
 
 class Get(NamedTuple):
-    """Read ``key`` from the store; the driver sends back the bytes or ``None``.
-    ``call`` labels a store failure."""
+    """Read ``key`` from the store; the driver sends back the bytes, ``None``, or the
+    exception of a store that failed (reported by the driver, labelled with ``call``)."""
 
     key: str
     call: LLMCall
@@ -201,16 +201,16 @@ class Engine:
     ) -> Generator[Any, Any, Reply]:
         call, key = exchange.call, exchange.key
         if key is not None and (decision.read or decision.offline):
-            entry = self.accept((yield Get(key, call)), call) if decision.read else None
+            entry = self.accept((yield Get(key, call)), exchange) if decision.read else None
             leads = entry is not None or not decision.write or decision.offline
             if not leads and (yield Join(key, exchange)) is False:
-                entry = self.accept((yield Get(key, call)), call)
+                entry = self.accept((yield Get(key, call)), exchange)
             if entry is not None:
                 return self.hit(exchange, entry)
         if decision.offline:
             return (yield from self._refuse_offline(exchange, cacheable))
         if key is not None and decision.write and not decision.read:
-            previous = self.accept((yield Get(key, call)), call)
+            previous = self.accept((yield Get(key, call)), exchange)
             exchange.old_fingerprint = previous.system_fingerprint if previous else None
         outgoing = None
         if self.ensure_stream_usage and needs_usage(call.body, call.api_type):
@@ -227,15 +227,24 @@ class Engine:
             self.warn_once("cache_when", f"llmtap: cache_when raised {exc!r}; not caching")
             return False
 
-    def accept(self, raw: bytes | None, call: LLMCall) -> CacheEntry | None:
-        """A stored value as an entry, or ``None`` if absent, expired or unreadable."""
+    def accept(self, raw: bytes | Exception | None, exchange: Exchange) -> CacheEntry | None:
+        """A stored value as an entry, or ``None`` if absent, expired or unreadable.
+
+        ``raw`` is the exception of a store that failed (the driver reported it): kept
+        on the exchange with any decoding error, so a replay miss says the answer is
+        stored but unreadable (a merge conflict in a recording) and names why.
+        """
         if raw is None:
+            return None
+        if isinstance(raw, Exception):
+            exchange.unreadable = describe_error(raw)
             return None
         try:
             entry = decode_entry(raw, material=False)
         except EntryError as exc:
             self.warn_once("corrupt", f"llmtap: ignoring an unreadable cache entry ({exc})")
-            self.telemetry.cache_error(self.backend, "get", call)
+            self.telemetry.cache_error(self.backend, "get", exchange.call)
+            exchange.unreadable = str(exc)
             return None
         if entry.expired(self.clock()):
             return None
@@ -255,6 +264,8 @@ class Engine:
             reason = "cache_when excludes it, so it can never be replayed"
         elif not exchange.decision.read:
             reason = f"the request asked for {exchange.control.directive!r}"
+        elif exchange.unreadable is not None:
+            reason = f"its stored answer could not be read ({exchange.unreadable})"
         else:
             reason = "it was never recorded"
         near = None

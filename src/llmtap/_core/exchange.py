@@ -72,6 +72,7 @@ class Exchange:
         "started_at",
         "status",
         "ttl",
+        "unreadable",
         "upstream_headers",
     )
 
@@ -103,6 +104,8 @@ class Exchange:
         self.status: int | None = None
         self.upstream_headers: list[tuple[str, str]] = []
         self.old_fingerprint: str | None = None
+        #: Why the stored answer could not be read, if it could not (a replay miss says).
+        self.unreadable: str | None = None
         self.hider: UsageHider | None = None
         #: The caller is handed decoded bytes: the driver drops upstream's
         #: ``content-encoding`` (a hidden usage chunk inside a compressed stream).

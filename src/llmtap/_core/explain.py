@@ -12,6 +12,11 @@ from typing import Any
 
 _MISSING = object()
 _MAX_FIELDS = 12
+#: How to record, outside pytest (the plugin gives its own command instead).
+RECORD_ADVICE = (
+    "Record it by running once with mode='read_write' or 'record' "
+    "(LLMTAP_MODE=record, or --llmtap-mode=record under pytest)."
+)
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -21,7 +26,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
         for k, v in value.items():
             out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
-    if isinstance(value, list) and value:
+    if isinstance(value, list | tuple) and value:
         out = {}
         for i, v in enumerate(value):
             out.update(flatten(v, f"{prefix}.{i}" if prefix else str(i)))
@@ -72,8 +77,5 @@ def miss_message(
         parts.append(f"Nearest stored entry: {near[0]}, differing in: {listed}.")
     else:
         parts.append("The store holds no entry for this host, path and model.")
-    parts.append(
-        "Record it by running once with mode='read_write' or 'record' "
-        "(LLMTAP_MODE=record, or --llmtap-mode=record under pytest)."
-    )
+    parts.append(RECORD_ADVICE)
     return " ".join(parts)

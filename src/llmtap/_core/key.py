@@ -22,6 +22,15 @@ DEFAULT_KEY_IGNORE: frozenset[str] = frozenset(
     {"user", "metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"}
 )
 
+#: Query parameters that carry credentials (Azure's ``api-key``, Google's ``key``, Azure
+#: Functions' ``code``, SAS ``sig``, ...): like headers, never part of the key nor stored.
+CREDENTIAL_PARAMS: frozenset[str] = frozenset(
+    {
+        "api-key", "api_key", "apikey", "key", "access_token", "token", "code", "sig",
+        "signature", "subscription-key", "password", "secret",
+    }
+)  # fmt: skip
+
 # Beyond 2**53 a float no longer holds every integer exactly; leave such floats alone.
 _EXACT_INT_LIMIT = 2.0**53
 # orjson reads an integer beyond 64 bits as a float: two such numbers may become one.
@@ -85,7 +94,7 @@ def key_material(call: LLMCall, namespace: str, ignore: Iterable[str]) -> dict[s
         "method": call.method,
         "host": f"{call.host.lower()}:{call.port}",
         "path": call.path,
-        "query": sorted(call.query),
+        "query": [[k, v] for k, v in sorted(call.query) if k.lower() not in CREDENTIAL_PARAMS],
         "namespace": namespace,
         "body": _canonical_request_body(call, ignore),
     }
