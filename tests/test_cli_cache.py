@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sqlite3
 import time
 from pathlib import Path
 
@@ -154,3 +155,27 @@ def test_progress_on_large_copies(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_parse_duration() -> None:
     assert parse_duration("90s") == 90 and parse_duration("12h") == 43200
     assert parse_duration("1d12h") == 129600 and parse_duration("2w") == 1209600
+
+
+def _plant_unreadable(directory: Path) -> None:
+    """A merge-conflicted recording, or a database row whose key is a planted pickle."""
+    if directory.name == "files":
+        (directory / ("d" * 64 + ".json")).write_text("<<<<<<< HEAD\n{}\n>>>>>>> branch\n")
+        return
+    store = DiskCache(directory)
+    store.set("d" * 64, b"doomed")
+    store.close()
+    with sqlite3.connect(directory / "cache.db") as db:
+        db.execute("UPDATE Cache SET key = ?, raw = 0 WHERE key = ?", (b"\x80pickled", "d" * 64))
+
+
+def test_clear_also_removes_what_no_command_can_read(
+    store_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _plant_unreadable(store_dir)
+    assert "entries: 4" in run(capsys, "stats", "--dir", str(store_dir))[1]
+    code, out, _ = run(capsys, "prune", "--older-than", "7d", "--dir", str(store_dir))
+    assert code == 0 and "pruned 1 of 3" in out and "1 unreadable entries left" in out
+    code, out, _ = run(capsys, "clear", "--dir", str(store_dir))
+    assert code == 0 and "cleared 3 entries" in out
+    assert "entries: 0" in run(capsys, "stats", "--dir", str(store_dir))[1]

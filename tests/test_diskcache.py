@@ -77,3 +77,20 @@ async def test_async_access_runs_off_the_event_loop_with_context(tmp_path: Path)
     await store.aset("k", b"v")
     assert await store.aget("k") == b"v"
     assert seen and seen[0][0] != threading.get_ident() and seen[0][1] == "caller"
+
+
+def test_a_row_with_a_pickled_key_is_skipped_not_fatal(tmp_path: Path) -> None:
+    """diskcache's own key listing would unpickle such a key (refused) and stop: every
+    command that lists the store (``ls``, ``prune``, ``clear``, a replay miss's
+    explanation) would fail on one tampered row."""
+    store = DiskCache(tmp_path / "c")
+    for key in ("a", "b", "c"):
+        store.set(key, key.encode())
+    canary = tmp_path / "canary"
+    with sqlite3.connect(tmp_path / "c" / "cache.db") as db:
+        db.execute(
+            "UPDATE Cache SET key = ?, raw = 0 WHERE key = ?",
+            (pickle.dumps(Canary(str(canary))), "b"),
+        )
+    assert [key for key, _ in store.iter_entries()] == ["a", "c"]
+    assert not canary.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,16 @@ def test_identical_rerecord_changes_no_byte(tmp_path: Path) -> None:
     assert (tmp_path / "k.json").read_bytes() == before
     cache.set("k", encode_entry(entry(b'{"a":2}', created_at=3000.0)))
     assert (tmp_path / "k.json").read_bytes() != before
+
+
+def test_an_expired_recording_is_rewritten_by_the_same_answer(tmp_path: Path) -> None:
+    """Kept as it was, the old ``expires_at`` would make every later call a miss."""
+    cache = FileCache(tmp_path)
+    cache.set("k", encode_entry(entry(b'{"a":1}', created_at=1000.0, expires_at=1060.0)))
+    assert cache.get("k") is not None and decode_entry(cache.get("k") or b"").expired(2000.0)
+    now = time.time()
+    cache.set("k", encode_entry(entry(b'{"a":1}', created_at=now, expires_at=now + 60)))
+    assert not decode_entry(cache.get("k") or b"").expired(now + 1)
 
 
 def test_headers_outside_the_allow_list_never_reach_the_file(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ and failing open when Redis is down, killed, restarted or slow."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -612,3 +614,51 @@ def test_under_trio_the_async_client_fails_open_and_says_why(
         assert trio.run(main) == ["miss", "miss"]
     assert len(fake.requests) == 2
     assert "only under asyncio" in caplog.text
+
+
+def test_a_longer_prefix_is_another_store(backend: RedisCache, server: RedisServer) -> None:
+    """``llmtap:`` must not list or clear ``llmtap:ci:``'s entries (a prefix per branch
+    or suite, as the README advises, nests under the default one)."""
+    nested = RedisCache(server.url, prefix=backend.prefix + "ci:")
+    try:
+        nested.set("theirs", make_entry())
+        assert nested.try_lock("theirs", 5) is not None
+        backend.set("mine", make_entry())
+        assert [k for k, _ in backend.iter_entries()] == ["mine"]
+        assert backend.stats()["entries"] == 1
+        backend.clear()
+        assert nested.get("theirs") is not None and nested.is_locked("theirs")
+        with pytest.raises(ValueError, match="':'"):
+            backend.set("ci:theirs", make_entry())
+    finally:
+        nested.clear()
+        nested.close()
+
+
+def test_a_hung_redis_costs_one_timeout_per_window(own_server: RedisServer) -> None:
+    """Redis accepts but never answers: one caller at a time tries it again once the
+    window has passed, and each failed try doubles the window."""
+    store = RedisCache(own_server.url, prefix=_prefix(), socket_timeout=0.2, retry_after=0.3)
+    store.set("k", b"v")
+
+    def timed(_: object = None) -> float:
+        began = time.monotonic()
+        with contextlib.suppress(redis.RedisError):
+            store.get("k")
+        return time.monotonic() - began
+
+    try:
+        with redis.Redis.from_url(own_server.url) as admin:
+            admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        paused_at = time.monotonic()
+        assert timed() >= 0.15  # the first call pays the timeout: down for 0.3 s
+        time.sleep(0.35)
+        with ThreadPoolExecutor(8) as pool:
+            took = list(pool.map(timed, range(8)))
+        assert sum(t >= 0.15 for t in took) == 1, took  # one tried; seven failed fast
+        time.sleep(0.35)  # past the first window, within the doubled one
+        assert timed() < 0.1
+        time.sleep(max(0.0, paused_at + 1.7 - time.monotonic()))  # the pause and window end
+        assert store.get("k") == b"v"
+    finally:
+        store.close()

@@ -13,6 +13,8 @@ import platformdirs
 
 from llmtap.cache.base import ThreadedAsync, check_value
 
+_BATCH = 1000
+
 
 class PickleRefused(ValueError):
     """A row of the store is marked as pickled; llmtap never unpickles."""
@@ -113,14 +115,32 @@ class DiskCache(ThreadedAsync):
         self.store.clear(retry=True)
 
     def iter_entries(self) -> Iterator[tuple[str, bytes]]:
-        store = self.store
-        for key in store.iterkeys():
+        for key in self._keys():
             try:
                 value = self.get(key)
             except PickleRefused:
                 continue
             if value is not None:
                 yield key, value
+
+    def _keys(self) -> Iterator[str]:
+        """Every plain ``str`` key, oldest first, read in batches of rows. diskcache's own
+        ``iterkeys`` decodes each key, and ends at the first row whose key is pickled (a
+        tampered database): :class:`SafeDisk` refuses it, and listing, ``prune`` and
+        ``clear`` would all fail on one bad row."""
+        sql = self.store._sql  # diskcache's statement runner (no public row-level API)
+        last = 0
+        while True:
+            rows = sql(
+                "SELECT rowid, key FROM Cache WHERE raw = 1 AND rowid > ? ORDER BY rowid LIMIT ?",
+                (last, _BATCH),
+            ).fetchall()
+            if not rows:
+                return
+            for rowid, key in rows:
+                last = rowid
+                if type(key) is str:
+                    yield key
 
     def stats(self) -> dict[str, Any]:
         store = self.store

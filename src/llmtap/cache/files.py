@@ -25,6 +25,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ def _loads(raw: bytes) -> Any:
     if _LONG_NUMBER.search(raw):
         return json.loads(raw)
     return orjson.loads(raw)
+
+
+def _expired(document: dict[str, Any]) -> bool:
+    """An expired recording is rewritten even when its answer is the same: kept, its old
+    ``expires_at`` would make every later read a miss."""
+    expires = document.get("expires_at")
+    return isinstance(expires, int | float) and expires <= time.time()
 
 
 class RecordingError(ValueError):
@@ -137,7 +145,7 @@ class FileCache(ThreadedAsync):
             previous = self.read_document(key)
         except RecordingError:
             previous = None  # a broken file is simply replaced
-        if previous is not None and same_recording(previous, document):
+        if previous is not None and same_recording(previous, document) and not _expired(previous):
             return  # keep the old bytes: no churn in git for an identical re-record
         self.write_bytes(path, dump_document(document))
 

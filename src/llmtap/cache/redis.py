@@ -8,9 +8,10 @@ processes and machines (``llmtap._flight``).
 A slow or absent Redis must never hold up an LLM call for long: every socket
 operation has a short timeout, redis-py's own retries are off, the connection
 pools are bounded, and after a connection error or timeout the store fails
-fast (without touching the network) for ``retry_after`` seconds before it
-tries Redis again, so an outage costs each call nothing and a recovery is
-noticed within ``retry_after``.
+fast (without touching the network) for ``retry_after`` seconds before one
+call tries Redis again; while Redis stays down the window doubles, up to 30 s.
+An outage, even a hung Redis that times out instead of refusing, therefore
+costs one timeout per window, not one per call.
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ _SCAN_COUNT = 500
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+_MAX_BACKOFF = 30.0
+
+
 class RedisUnavailable(RedisConnectionError):
-    """Redis failed moments ago; the store is not retried until ``retry_after`` has passed."""
+    """Redis failed moments ago; the store is not retried until its window has passed."""
 
 
 def _glob_escape(text: str) -> str:
@@ -67,6 +71,15 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+def _check_key(key: str, value: bytes) -> None:
+    check_value(key, value)
+    if ":" in key:
+        raise ValueError(
+            f"RedisCache keys hold no ':' ({key!r}): it separates prefixes, so a key with one "
+            "would be listed and cleared as another prefix's"
+        )
+
+
 class RedisCache:
     """Redis as the cache: one store for a fleet of workers, machines or CI runners.
 
@@ -75,7 +88,7 @@ class RedisCache:
     pool (one sync pool, one asyncio pool per event loop). ``lock_ttl`` is how
     long a cross-process single-flight lock lives if its leader never releases
     it (the leader died); ``retry_after`` is how long the store fails fast after
-    Redis failed. Close with :meth:`close` (and ``await``
+    Redis failed (doubling while it stays down, up to 30 s). Close with :meth:`close` (and ``await``
     :meth:`aclose` in each event loop that used the store).
 
     >>> from llmtap import RedisCache
@@ -127,6 +140,9 @@ class RedisCache:
         }
         self._lock_prefix = prefix + _LOCK_TAG
         self._down_until = 0.0
+        self._backoff = self.retry_after
+        self._probing = False
+        self._state = threading.Lock()
         self._guard = threading.Lock()
         self._client: redis.Redis | None = None
         self._unlock_script: Any = None
@@ -169,44 +185,67 @@ class RedisCache:
 
     # -- failing fast during an outage ------------------------------------------
 
-    def _check(self) -> None:
-        if self._down_until and time.monotonic() < self._down_until:
-            raise RedisUnavailable(
-                f"Redis at {_redact(self.url)} failed moments ago; "
-                f"not retried for {self.retry_after:g}s"
-            )
+    def _check(self) -> bool:
+        """Raise while Redis is down; ``True`` for the one call that may try it again once
+        the window has passed (the others still fail fast meanwhile)."""
+        if not self._down_until:
+            return False
+        with self._state:
+            if not self._down_until:
+                return False
+            if self._probing or time.monotonic() < self._down_until:
+                raise RedisUnavailable(
+                    f"Redis at {_redact(self.url)} failed moments ago; "
+                    f"not retried for {self._backoff:g}s"
+                )
+            self._probing = True
+            return True
 
-    def _trip(self, exc: BaseException) -> None:
-        if isinstance(exc, _OUTAGE) and not isinstance(exc, RedisUnavailable):
-            self._down_until = time.monotonic() + self.retry_after
+    @contextlib.contextmanager
+    def _attempt(self) -> Iterator[None]:
+        """One round trip to Redis, failing fast while it is down."""
+        probing = self._check()
+        try:
+            yield
+        except Exception as exc:
+            self._trip(exc, probing)
+            raise
+        else:
+            if self._down_until:
+                self._down_until, self._backoff = 0.0, self.retry_after
+        finally:
+            if probing:
+                self._probing = False
+
+    def _trip(self, exc: BaseException, probing: bool) -> None:
+        if isinstance(exc, RedisUnavailable):
+            return
+        if not isinstance(exc, _OUTAGE):  # Redis answered, with an error: it is up
+            self._down_until, self._backoff = 0.0, self.retry_after
+            return
+        with self._state:
+            if not self._down_until:
+                self._backoff = self.retry_after
+            elif probing:  # tried again and still down: wait longer before the next try
+                self._backoff = min(self._backoff * 2, max(_MAX_BACKOFF, self.retry_after))
+            self._down_until = time.monotonic() + self._backoff
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        try:
-            result = getattr(self.client, method)(*args, **kwargs)
-        except Exception as exc:
-            self._trip(exc)
-            raise
-        self._down_until = 0.0
-        return result
+        with self._attempt():
+            return getattr(self.client, method)(*args, **kwargs)
 
     async def _acall(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        self._check()
-        state = self._aclient()
-        task = asyncio.current_task()
-        if task is not None:
-            state.busy.add(task)
-        try:
-            call = state.script if method == "unlock" else getattr(state.client, method)
-            result = await call(*args, **kwargs)
-        except Exception as exc:
-            self._trip(exc)
-            raise
-        finally:
+        with self._attempt():
+            state = self._aclient()
+            task = asyncio.current_task()
             if task is not None:
-                state.busy.discard(task)
-        self._down_until = 0.0
-        return result
+                state.busy.add(task)
+            try:
+                call = state.script if method == "unlock" else getattr(state.client, method)
+                return await call(*args, **kwargs)
+            finally:
+                if task is not None:
+                    state.busy.discard(task)
 
     # -- the backend protocol ---------------------------------------------------
 
@@ -219,7 +258,7 @@ class RedisCache:
         return None if value is None else bytes(value)
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        check_value(key, value)
+        _check_key(key, value)
         self._call("set", self.prefix + key, value, px=self._px(ttl))
 
     async def aget(self, key: str) -> bytes | None:
@@ -227,7 +266,7 @@ class RedisCache:
         return None if value is None else bytes(value)
 
     async def aset(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        check_value(key, value)
+        _check_key(key, value)
         await self._acall("set", self.prefix + key, value, px=self._px(ttl))
 
     def delete(self, key: str) -> bool:
@@ -235,18 +274,24 @@ class RedisCache:
 
     def _scan(self, prefix: str) -> Iterator[bytes]:
         """Keys under ``prefix`` with SCAN (never KEYS, which blocks a shared Redis)."""
-        self._check()
-        try:
+        with self._attempt():
             yield from self.client.scan_iter(match=_glob_escape(prefix) + "*", count=_SCAN_COUNT)
-        except Exception as exc:
-            self._trip(exc)
-            raise
+
+    def _own_keys(self, locks: bool) -> Iterator[bytes]:
+        """This store's keys (and its locks, if asked): not those of a longer prefix
+        (``llmtap:ci:`` under ``llmtap:``), whose keys hold a ``:`` after this prefix."""
+        start, lock_tag = len(self.prefix.encode()), _LOCK_TAG.encode()
+        for raw in self._scan(self.prefix):
+            rest = raw[start:]
+            if rest.startswith(lock_tag):
+                if locks and b":" not in rest[len(lock_tag) :]:
+                    yield raw
+            elif b":" not in rest:
+                yield raw
 
     def _entry_keys(self) -> Iterator[list[bytes]]:
         batch: list[bytes] = []
-        for raw in self._scan(self.prefix):
-            if raw.startswith(self._lock_prefix.encode()):
-                continue
+        for raw in self._own_keys(locks=False):
             batch.append(raw)
             if len(batch) >= _SCAN_COUNT:
                 yield batch
@@ -280,9 +325,9 @@ class RedisCache:
         }
 
     def clear(self) -> None:
-        """Delete every key under this store's prefix (entries and locks), nothing else."""
+        """Delete this store's entries and locks, nothing else (not a longer prefix's)."""
         batch: list[bytes] = []
-        for raw in self._scan(self.prefix):
+        for raw in self._own_keys(locks=True):
             batch.append(raw)
             if len(batch) >= _SCAN_COUNT:
                 self._call("delete", *batch)
@@ -300,13 +345,9 @@ class RedisCache:
 
     def unlock(self, key: str, token: str) -> None:
         """Release the lock if ``token`` still holds it (compare and delete, atomically)."""
-        self._check()
-        _ = self.client
-        try:
+        with self._attempt():
+            _ = self.client
             self._unlock_script(keys=[self._lock_prefix + key], args=[token])
-        except Exception as exc:
-            self._trip(exc)
-            raise
 
     def is_locked(self, key: str) -> bool:
         return bool(self._call("exists", self._lock_prefix + key))
