@@ -260,6 +260,8 @@ def test_corrupt_entry_and_unusable_directory_degrade_to_network(
     assert [r.cache for r in results] == ["miss", "miss"]
     assert "cache get on disk failed" in caplog.text
     assert caplog.text.count("cache get on disk failed") == 1  # warned once
+    assert f"cannot open the cache in {blocker / 'cache'}" in caplog.text  # names the place
+    assert f"entry in the memory cache (key {key})" in caplog.text  # which entry is corrupt
 
 
 def test_api_key_never_reaches_the_cache_directory(make_harness: Any, tmp_path: Any) -> None:

@@ -242,7 +242,11 @@ class Engine:
         try:
             entry = decode_entry(raw, material=False)
         except EntryError as exc:
-            self.warn_once("corrupt", f"llmtap: ignoring an unreadable cache entry ({exc})")
+            self.warn_once(
+                "corrupt",
+                f"llmtap: ignoring an unreadable entry in the {self.backend} cache "
+                f"(key {exchange.key}): {exc}",
+            )
             self.telemetry.cache_error(self.backend, "get", exchange.call)
             exchange.unreadable = str(exc)
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,10 @@ import platformdirs
 from llmtap.cache.base import ThreadedAsync, check_value
 
 _BATCH = 1000
+
+
+class DiskCacheUnavailable(OSError):
+    """The cache directory cannot be opened (missing rights, a read-only mount, a file)."""
 
 
 class PickleRefused(ValueError):
@@ -88,13 +93,20 @@ class DiskCache(ThreadedAsync):
         if cache is None:
             with self._lock:
                 if self._cache is None:
-                    self._cache = diskcache.Cache(
-                        str(self.directory),
-                        timeout=self.timeout,
-                        disk=SafeDisk,
-                        size_limit=self.size_limit,
-                        eviction_policy="least-recently-stored",
-                    )
+                    try:
+                        self._cache = diskcache.Cache(
+                            str(self.directory),
+                            timeout=self.timeout,
+                            disk=SafeDisk,
+                            size_limit=self.size_limit,
+                            eviction_policy="least-recently-stored",
+                        )
+                    except (OSError, sqlite3.Error) as exc:
+                        # SQLite's own message ("unable to open database file") names no
+                        # path, and the default directory is one the user never chose.
+                        raise DiskCacheUnavailable(
+                            f"cannot open the cache in {self.directory}: {exc}"
+                        ) from exc
                 cache = self._cache
         return cache
 
