@@ -13,8 +13,6 @@ from collections.abc import Generator, Iterable
 from types import ModuleType
 from typing import Any, ClassVar, NamedTuple
 
-import anyio.to_thread
-
 from llmtap._core.control import HEADER, HEADER_PREFIX
 from llmtap._core.engine import Engine, Get, Join, Reply, Run, Send
 from llmtap._core.entry import CacheEntry, encode_entry
@@ -24,7 +22,7 @@ from llmtap._core.policy import CacheWhen, resolve_cache_when, resolve_mode
 from llmtap._core.request import LLMCall, RequestFacts, classify
 from llmtap._flight import FlightTable
 from llmtap._streams import stream_types
-from llmtap.cache.base import CacheBackend
+from llmtap.cache.base import CacheBackend, in_thread
 from llmtap.cache.disk import DiskCache
 from llmtap.telemetry import build_telemetry
 
@@ -435,7 +433,7 @@ class AsyncDriver(TransportCore):
             return await self._aget(effect.key, effect.call)
         if type(effect) is Join:
             return await self._flights.ajoin(effect.key, effect.exchange, run.ticket)
-        return await anyio.to_thread.run_sync(self._scan, effect.call, abandon_on_cancel=True)
+        return await in_thread(self._scan, effect.call)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
