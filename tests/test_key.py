@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,7 +21,8 @@ def key(
     namespace: str = "",
     query: list[tuple[str, str]] | None = None,
 ) -> str:
-    facts = RequestFacts("POST", "https", host, 443, path, query or [], {}, b"")
+    raw = orjson.dumps(body)  # what was sent, as the key may read it again
+    facts = RequestFacts("POST", "https", host, 443, path, query or [], {}, raw)
     call = LLMCall("chat", facts, body)
     return hash_material(key_material(call, namespace, DEFAULT_KEY_IGNORE))
 

@@ -204,8 +204,14 @@ def test_integers_beyond_64_bits_never_share_a_key(rig: Rig, field: str) -> None
 
 
 def test_a_huge_float_literal_is_still_cached(rig: Rig) -> None:
+    """Beside an unsigned 64-bit seed and a 19-digit id in the prompt, neither of which is
+    an integer orjson rounded."""
     schema = {"type": "number", "maximum": 1e300}
-    body = _chat(response_format={"type": "json_schema", "json_schema": {"schema": schema}})
+    body = {
+        **_chat(response_format={"type": "json_schema", "json_schema": {"schema": schema}}),
+        "seed": 2**64 - 1,
+        "messages": [{"role": "user", "content": "Summarise tweet 1234567890123456789."}],
+    }
     handler = _handler(rig, [("application/json", orjson.dumps(ANSWER))])
     responses = _post(rig, handler, body, 2)
     assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "hit"]

@@ -217,7 +217,7 @@ def test_a_broken_recording_is_named_not_called_unrecorded(
     fake.stop()
     result = suite.runpytest_subprocess("-k", "test_httpx_fixture")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"*its stored answer could not be read*{path.name}*"])
+    result.stdout.fnmatch_lines([f"*the store failed to read it*{path.name}*"])
     assert "it was never recorded" not in result.stdout.str()
 
 

@@ -638,7 +638,7 @@ def test_a_longer_prefix_is_another_store(backend: RedisCache, server: RedisServ
 def test_a_hung_redis_costs_one_timeout_per_window(own_server: RedisServer) -> None:
     """Redis accepts but never answers: one caller at a time tries it again once the
     window has passed, and each failed try doubles the window."""
-    store = RedisCache(own_server.url, prefix=_prefix(), socket_timeout=0.2, retry_after=0.3)
+    store = RedisCache(own_server.url, prefix=_prefix(), socket_timeout=0.2, retry_after=0.6)
     store.set("k", b"v")
 
     def timed(_: object = None) -> float:
@@ -649,16 +649,38 @@ def test_a_hung_redis_costs_one_timeout_per_window(own_server: RedisServer) -> N
 
     try:
         with redis.Redis.from_url(own_server.url) as admin:
-            admin.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+            admin.execute_command("CLIENT", "PAUSE", "3000", "ALL")
         paused_at = time.monotonic()
-        assert timed() >= 0.15  # the first call pays the timeout: down for 0.3 s
-        time.sleep(0.35)
+        assert timed() >= 0.15  # the first call pays the timeout: down for 0.6 s
+        time.sleep(0.7)
         with ThreadPoolExecutor(8) as pool:
             took = list(pool.map(timed, range(8)))
         assert sum(t >= 0.15 for t in took) == 1, took  # one tried; seven failed fast
-        time.sleep(0.35)  # past the first window, within the doubled one
+        time.sleep(0.7)  # past the first window's length, well within the doubled one
         assert timed() < 0.1
-        time.sleep(max(0.0, paused_at + 1.7 - time.monotonic()))  # the pause and window end
+        time.sleep(max(0.0, paused_at + 3.2 - time.monotonic()))  # the pause and window end
         assert store.get("k") == b"v"
+    finally:
+        store.close()
+
+
+def test_listing_after_an_outage_is_one_try_per_page(own_server: RedisServer) -> None:
+    """The first call after an outage window is the one that tries Redis again. A
+    listing must not hold that try across its pages: its own later pages (and every
+    other call meanwhile) would fail fast."""
+    store = RedisCache(own_server.url, prefix=_prefix(), retry_after=0.2)
+    try:
+        store.set("k0", b"v")
+        own_server.stop()
+        with pytest.raises(redis.RedisError):
+            store.get("k0")  # the outage opens a window
+        own_server.start()  # back, empty: filled behind the store's back
+        with redis.Redis.from_url(own_server.url) as admin:
+            # more than two SCAN pages and two MGET batches
+            admin.mset({f"{store.prefix}k{i}": b"v" for i in range(1200)})
+        time.sleep(0.3)
+        assert len(list(store.iter_entries())) == 1200  # the listing is the first try
+        store.clear()
+        assert store.stats()["entries"] == 0
     finally:
         store.close()

@@ -37,10 +37,13 @@ def _client(lib_name: str, handler: Any, **kw: Any) -> Any:
     return lib.AsyncClient(transport=transport)
 
 
-def _slow(fake: FakeUpstream, delay: float) -> Any:
-    """An async MockTransport handler that takes ``delay`` in whichever loop runs it."""
+def _slow(fake: FakeUpstream, delay: float, sent: list[Any] | None = None) -> Any:
+    """An async MockTransport handler that takes ``delay`` in whichever loop runs it;
+    ``sent`` gets every request as it arrives."""
 
     async def handle(request: Any) -> Any:
+        if sent is not None:
+            sent.append(request)
         await anyio.sleep(delay)
         return fake(request)
 
@@ -107,9 +110,10 @@ def test_a_replay_miss_under_trio_is_answered_404(lib_name: str, tmp_path: Any) 
 def test_a_waiter_under_trio_gives_up_when_cancelled(lib_name: str) -> None:
     fake = FakeUpstream()
     waited: list[float] = []
+    sent: list[Any] = []
 
     async def main() -> None:
-        async with _client(lib_name, _slow(fake, 1.5), cache=MemoryCache()) as client:
+        async with _client(lib_name, _slow(fake, 1.5, sent), cache=MemoryCache()) as client:
 
             async def waiter() -> None:
                 await trio.sleep(0.1)  # the leader claims the key first
@@ -127,6 +131,7 @@ def test_a_waiter_under_trio_gives_up_when_cancelled(lib_name: str) -> None:
 
     trio.run(main)
     assert waited and waited[0] < 1.0, waited
+    assert len(sent) == 1  # the waiter waited for the leader: it never went upstream
 
 
 def test_a_waiter_in_another_event_loop_is_not_held_by_the_leader() -> None:

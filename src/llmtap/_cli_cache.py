@@ -196,14 +196,6 @@ def _entries(store: CacheBackend) -> list[tuple[str, CacheEntry, int]]:
     return out
 
 
-def _unreadable(store: CacheBackend, readable: int) -> str:
-    """A note on entries the store counts but no command can read, if any."""
-    count = store.stats().get("entries")
-    if not isinstance(count, int) or count <= readable:
-        return ""
-    return f"; {count - readable} unreadable entries left as they are (`clear` removes them)"
-
-
 def find_key(store: CacheBackend, prefix: str) -> str:
     keys = [key for key, _ in store.iter_entries() if key.startswith(prefix)]
     if not prefix or not keys:
@@ -268,14 +260,16 @@ def print_entry(key: str, entry: CacheEntry) -> None:
 
 
 def prune(store: CacheBackend, older_than: float) -> None:
+    expire = getattr(store, "expire", None)  # rows past their TTL that a store still keeps
+    if callable(expire):
+        expire()
     now = time.time()
     cutoff = now - older_than
     entries = _entries(store)
     doomed = [k for k, e, _ in entries if e.created_at < cutoff or e.expired(now)]
     for key in doomed:
         store.delete(key)
-    left = _unreadable(store, len(entries) - len(doomed))
-    print(f"pruned {len(doomed)} of {len(entries)} entries from {_describe(store)}{left}")
+    print(f"pruned {len(doomed)} of {len(entries)} entries from {_describe(store)}")
 
 
 def copy(source: CacheBackend, target: CacheBackend, verb: str) -> None:

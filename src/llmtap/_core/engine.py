@@ -237,7 +237,7 @@ class Engine:
         if raw is None:
             return None
         if isinstance(raw, Exception):
-            exchange.unreadable = describe_error(raw)
+            exchange.unreadable = f"the store failed to read it ({describe_error(raw)})"
             return None
         try:
             entry = decode_entry(raw, material=False)
@@ -248,7 +248,7 @@ class Engine:
                 f"(key {exchange.key}): {exc}",
             )
             self.telemetry.cache_error(self.backend, "get", exchange.call)
-            exchange.unreadable = str(exc)
+            exchange.unreadable = f"its stored answer could not be read ({exc})"
             return None
         if entry.expired(self.clock()):
             return None
@@ -269,7 +269,7 @@ class Engine:
         elif not exchange.decision.read:
             reason = f"the request asked for {exchange.control.directive!r}"
         elif exchange.unreadable is not None:
-            reason = f"its stored answer could not be read ({exchange.unreadable})"
+            reason = exchange.unreadable
         else:
             reason = "it was never recorded"
         near = None

@@ -104,7 +104,7 @@ class Exchange:
         self.status: int | None = None
         self.upstream_headers: list[tuple[str, str]] = []
         self.old_fingerprint: str | None = None
-        #: Why the stored answer could not be read, if it could not (a replay miss says).
+        #: Why the store could not give an answer it may hold (a replay miss says so).
         self.unreadable: str | None = None
         self.hider: UsageHider | None = None
         #: The caller is handed decoded bytes: the driver drops upstream's

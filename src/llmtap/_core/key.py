@@ -7,9 +7,9 @@ bookkeeping headers (``x-stainless-*``) neither leak into the store nor split it
 from __future__ import annotations
 
 import hashlib
+import json
 import math
-import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -35,43 +35,48 @@ CREDENTIAL_PARAMS: frozenset[str] = frozenset(
 _EXACT_INT_LIMIT = 2.0**53
 # orjson reads an integer beyond 64 bits as a float: two such numbers may become one.
 _ROUNDED_INT_LIMIT = 2.0**63
-# Such an integer literal has 19 digits or more (-2**63 - 1 has 19); not the fraction or
-# the integer part of a float literal.
-_LONG_INTEGER = re.compile(rb"(?:^|[^0-9.eE+\-])-?[0-9]{19,}(?![.eE0-9])")
 
 
 class RoundedNumber(ValueError):
-    """The body holds an integer beyond 64 bits, which its parsed form no longer keeps
-    exactly: a key from it could serve another number's answer."""
+    """A whole float this large may be an integer the parser rounded."""
 
 
-def canonical_value(value: Any, rounded_limit: float = math.inf) -> Any:
-    """``value`` with every whole-number float written as an integer, so ``1.0`` keys like
-    ``1``. A whole float from ``rounded_limit`` up raises :class:`RoundedNumber`: it may
-    be an integer the parser rounded (checked against the raw body by the caller)."""
-    # ``type() is``: the values come from orjson.loads, so no subclasses; strings, the
-    # commonest leaf, leave at the first test.
-    kind = type(value)
-    if kind is str:
+def _canonicalizer(rounded_limit: float) -> Callable[[Any], Any]:
+    """A :func:`canonical_value` that raises :class:`RoundedNumber` for a whole float
+    from ``rounded_limit`` up (one walk, the limit in a closure rather than an argument
+    passed down every level)."""
+
+    def canonical(value: Any) -> Any:
+        # ``type() is``: the values come from a JSON parser, so no subclasses; strings,
+        # the commonest leaf, leave at the first test.
+        kind = type(value)
+        if kind is str:
+            return value
+        if kind is dict:
+            return {k: canonical(v) for k, v in value.items()}
+        if kind is list:
+            return [canonical(v) for v in value]
+        if kind is float and value.is_integer():
+            if -_EXACT_INT_LIMIT <= value <= _EXACT_INT_LIMIT:
+                return int(value)
+            if abs(value) >= rounded_limit:
+                raise RoundedNumber(f"the number {value:g} may be a rounded integer")
         return value
-    if kind is dict:
-        return {k: canonical_value(v, rounded_limit) for k, v in value.items()}
-    if kind is list:
-        return [canonical_value(v, rounded_limit) for v in value]
-    if kind is float and value.is_integer():
-        if -_EXACT_INT_LIMIT <= value <= _EXACT_INT_LIMIT:
-            return int(value)
-        if abs(value) >= rounded_limit:
-            raise RoundedNumber(f"the number {value:g} may be a rounded integer beyond 64 bits")
-    return value
+
+    return canonical
+
+
+#: ``value`` with every whole-number float written as an integer, so ``1.0`` keys like ``1``.
+canonical_value = _canonicalizer(math.inf)
+_checked_value = _canonicalizer(_ROUNDED_INT_LIMIT)
 
 
 def canonical_body(
-    body: dict[str, Any], ignore: Iterable[str], rounded_limit: float = math.inf
+    body: dict[str, Any], ignore: Iterable[str], value: Callable[[Any], Any] = canonical_value
 ) -> dict[str, Any]:
     """The body as it counts for the key: ignored fields and ``"stream": false`` dropped."""
     skip = ignore if isinstance(ignore, frozenset | set) else set(ignore)
-    out = {k: canonical_value(v, rounded_limit) for k, v in body.items() if k not in skip}
+    out = {k: value(v) for k, v in body.items() if k not in skip}
     if out.get("stream") is False:
         del out["stream"]
     return out
@@ -79,12 +84,12 @@ def canonical_body(
 
 def _canonical_request_body(call: LLMCall, ignore: Iterable[str]) -> dict[str, Any]:
     try:
-        return canonical_body(call.body, ignore, rounded_limit=_ROUNDED_INT_LIMIT)
+        return canonical_body(call.body, ignore, _checked_value)
     except RoundedNumber:
-        if _LONG_INTEGER.search(call.request.body):
-            raise  # an integer orjson rounded: the call is sent uncached
-        # Only float literals as large (``1e300`` in a tool's JSON schema): exact as read.
-        return canonical_body(call.body, ignore)
+        # Read the body again with ``json``, which keeps every integer exact: a float
+        # literal as large (``1e300`` in a tool's schema) keys as usual, and an integer
+        # beyond 64 bits fails to serialise below, so that call goes uncached.
+        return canonical_body(json.loads(call.request.body), ignore)
 
 
 def key_material(call: LLMCall, namespace: str, ignore: Iterable[str]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import secrets
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -34,6 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from llmtap.cache._failfast import FailFast
 from llmtap.cache.base import check_value
 
 # Delete the lock only if it still holds our token: a lock that expired and was
@@ -47,9 +47,6 @@ return 0
 _LOCK_TAG = "\x00lock:"
 _SCAN_COUNT = 500
 _OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-_MAX_BACKOFF = 30.0
 
 
 class RedisUnavailable(RedisConnectionError):
@@ -139,10 +136,9 @@ class RedisCache:
             "retry": Retry(NoBackoff(), 0),
         }
         self._lock_prefix = prefix + _LOCK_TAG
-        self._down_until = 0.0
-        self._backoff = self.retry_after
-        self._probing = False
-        self._state = threading.Lock()
+        self._fail_fast = FailFast(
+            self.retry_after, _OUTAGE, RedisUnavailable, f"Redis at {_redact(url)}"
+        )
         self._guard = threading.Lock()
         self._client: redis.Redis | None = None
         self._unlock_script: Any = None
@@ -185,57 +181,12 @@ class RedisCache:
 
     # -- failing fast during an outage ------------------------------------------
 
-    def _check(self) -> bool:
-        """Raise while Redis is down; ``True`` for the one call that may try it again once
-        the window has passed (the others still fail fast meanwhile)."""
-        if not self._down_until:
-            return False
-        with self._state:
-            if not self._down_until:
-                return False
-            if self._probing or time.monotonic() < self._down_until:
-                raise RedisUnavailable(
-                    f"Redis at {_redact(self.url)} failed moments ago; "
-                    f"not retried for {self._backoff:g}s"
-                )
-            self._probing = True
-            return True
-
-    @contextlib.contextmanager
-    def _attempt(self) -> Iterator[None]:
-        """One round trip to Redis, failing fast while it is down."""
-        probing = self._check()
-        try:
-            yield
-        except Exception as exc:
-            self._trip(exc, probing)
-            raise
-        else:
-            if self._down_until:
-                self._down_until, self._backoff = 0.0, self.retry_after
-        finally:
-            if probing:
-                self._probing = False
-
-    def _trip(self, exc: BaseException, probing: bool) -> None:
-        if isinstance(exc, RedisUnavailable):
-            return
-        if not isinstance(exc, _OUTAGE):  # Redis answered, with an error: it is up
-            self._down_until, self._backoff = 0.0, self.retry_after
-            return
-        with self._state:
-            if not self._down_until:
-                self._backoff = self.retry_after
-            elif probing:  # tried again and still down: wait longer before the next try
-                self._backoff = min(self._backoff * 2, max(_MAX_BACKOFF, self.retry_after))
-            self._down_until = time.monotonic() + self._backoff
-
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        with self._attempt():
+        with self._fail_fast.attempt():
             return getattr(self.client, method)(*args, **kwargs)
 
     async def _acall(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        with self._attempt():
+        with self._fail_fast.attempt():
             state = self._aclient()
             task = asyncio.current_task()
             if task is not None:
@@ -273,9 +224,14 @@ class RedisCache:
         return bool(self._call("delete", self.prefix + key))
 
     def _scan(self, prefix: str) -> Iterator[bytes]:
-        """Keys under ``prefix`` with SCAN (never KEYS, which blocks a shared Redis)."""
-        with self._attempt():
-            yield from self.client.scan_iter(match=_glob_escape(prefix) + "*", count=_SCAN_COUNT)
+        """Keys under ``prefix`` with SCAN (never KEYS, which blocks a shared Redis), a
+        page per round trip."""
+        match, cursor = _glob_escape(prefix) + "*", 0
+        while True:
+            cursor, keys = self._call("scan", cursor, match=match, count=_SCAN_COUNT)
+            yield from keys
+            if not cursor:
+                return
 
     def _own_keys(self, locks: bool) -> Iterator[bytes]:
         """This store's keys (and its locks, if asked): not those of a longer prefix
@@ -345,7 +301,7 @@ class RedisCache:
 
     def unlock(self, key: str, token: str) -> None:
         """Release the lock if ``token`` still holds it (compare and delete, atomically)."""
-        with self._attempt():
+        with self._fail_fast.attempt():
             _ = self.client
             self._unlock_script(keys=[self._lock_prefix + key], args=[token])
 
