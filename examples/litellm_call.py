@@ -8,7 +8,10 @@ Run it:
     python examples/litellm_call.py
 
 ``litellm.client_session`` (sync) and ``litellm.aclient_session`` (async) are the
-httpx clients litellm hands to the openai SDK; give them an llmtap transport.
+httpx clients litellm hands to the openai SDK (``openai/`` and ``azure/`` models);
+give them an llmtap transport before the first call (litellm caches its clients).
+Other providers (``groq/``, ``openrouter/``, ...) use litellm's own handler instead:
+pass ``client=HTTPHandler(client=httpx.Client(transport=Transport()))`` per call.
 litellm fetches a model price list from the network at import time unless
 ``LITELLM_LOCAL_MODEL_COST_MAP=True``, which this example sets (offline-friendly).
 """

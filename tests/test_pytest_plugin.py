@@ -325,3 +325,34 @@ def test_example_replays_offline(pytester: pytest.Pytester, cwd: Path, args: lis
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3 passed" in done.stdout and "was used" in done.stdout
+
+
+LITELLM_SUITE = """
+import os, litellm, pytest
+
+def call(text):
+    answer = litellm.completion(
+        model="groq/llama-3.1-8b-instant", api_base=os.environ["FAKE_URL"], api_key="k",
+        messages=[{"role": "user", "content": text}], max_retries=0,
+    )
+    return answer._hidden_params.get("additional_headers", {})
+
+def test_1_unmarked_first():
+    assert "llm_provider-x-llmtap-cache" not in call("builds litellm's client")
+
+@pytest.mark.llmtap
+def test_2_marked():
+    assert "llm_provider-x-llmtap-cache" in call("recorded")
+
+def test_3_unmarked_after():
+    assert "llm_provider-x-llmtap-cache" not in call("never asked for llmtap")
+"""
+
+
+def test_litellm_clients_follow_the_marker(pytester: pytest.Pytester, fake: FakeUpstream) -> None:
+    """litellm reuses the HTTP clients it built in earlier tests: a marked test must still
+    be routed, and an unmarked one after it must not."""
+    pytester.makefile(".ini", pytest=INI.replace("filterwarnings = error\n", ""))
+    pytester.makepyfile(test_litellm=LITELLM_SUITE)
+    pytester.runpytest_subprocess("--llmtap-mode=read_write").assert_outcomes(passed=3)
+    assert len(list(recordings(pytester).glob("*.json"))) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import orjson
@@ -394,3 +395,20 @@ def test_replay_names_an_unkeyable_request_as_such(make_harness: Any) -> None:
     assert result.status == 404 and h.fake.request_count == 0
     message = orjson.loads(result.body)["error"]["message"]
     assert "no cache key could be computed" in message and "cache_when" not in message
+
+
+@pytest.mark.parametrize(
+    ("client_lib", "transport_lib"), [("httpx", "httpx2"), ("httpx2", "httpx")]
+)
+def test_a_transport_of_the_other_library_says_which_to_use(
+    client_lib: str, transport_lib: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """openai < 3 uses httpx, openai 3.x httpx2: given the wrong transport, the inner one
+    would fail on a bare AssertionError that SDKs report as a connection error."""
+    lib = importlib.import_module(client_lib)
+    shells = importlib.import_module(f"llmtap.{transport_lib}")
+    transport = shells.Transport(cache=None, metrics=None)
+    with lib.Client(transport=transport) as client, pytest.raises(TypeError) as raised:
+        client.post("https://api.openai.com/v1/chat/completions", json=chat())
+    assert f"use llmtap.{client_lib}.Transport" in str(raised.value)
+    assert f"use llmtap.{client_lib}.Transport" in caplog.text

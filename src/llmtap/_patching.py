@@ -11,12 +11,14 @@ transport already is an llmtap transport is left alone.
 
 Limitation (documented): a client created *before* the patch starts (at import
 time of the code under test) is not routed; build clients lazily or use the
-transport fixtures.
+transport fixtures. litellm's own client cache is emptied as the patch starts and
+stops, so its clients are built under the right patch.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +26,16 @@ from llmtap._recordings import RecordingSession, optional_module
 from llmtap._transport import TransportCore
 
 _LIBRARIES = ("httpx", "httpx2")
+
+
+def _forget_cached_clients() -> None:
+    """litellm keeps the HTTP clients it builds (for an hour) and reuses them from test to
+    test: a marked test would reuse a client built before its patch (not routed), and a
+    later unmarked test one built under it (recorded). Both start afresh instead."""
+    litellm = sys.modules.get("litellm")
+    flush = getattr(getattr(litellm, "in_memory_llm_clients_cache", None), "flush_cache", None)
+    if callable(flush):
+        flush()
 
 
 class ClientPatch:
@@ -40,6 +52,7 @@ class ClientPatch:
     def start(self) -> None:
         if self._saved:
             return
+        _forget_cached_clients()
         for library in _LIBRARIES:
             module = optional_module(library)
             if module is None:
@@ -53,6 +66,7 @@ class ClientPatch:
         while self._saved:
             cls, original = self._saved.pop()
             cls.__init__ = original
+        _forget_cached_clients()
 
     def _patched(self, original: Any, library: str, is_async: bool) -> Callable[..., None]:
         wrap = functools.partial(self._wrap, library, is_async)

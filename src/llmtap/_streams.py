@@ -23,7 +23,15 @@ from __future__ import annotations
 import functools
 import logging
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -170,30 +178,38 @@ class Replay:
     """A stored answer, served chunk by chunk as it was recorded.
 
     With an ``exchange`` (a hit someone observes), the end of the replay ends the
-    call: read to the end, closed early, or collected unread, exactly once.
+    call: read to the end, closed early, or collected unread, exactly once. Closed
+    once its last chunk was handed out, it was read whole, like a miss closed right
+    after its terminal event (the openai SDK stops reading at ``[DONE]``).
     """
 
-    def __init__(self, chunks: Iterable[bytes], exchange: Exchange | None = None) -> None:
+    def __init__(self, chunks: Sequence[bytes], exchange: Exchange | None = None) -> None:
         self._chunks = chunks
         self._exchange = exchange
+        self._delivered = not chunks
         self._finalizer = None
         if exchange is not None:
             self._finalizer = _watch(self, functools.partial(exchange.served, False))
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self._chunks
+        last = len(self._chunks) - 1
+        for index, chunk in enumerate(self._chunks):
+            self._delivered = index == last
+            yield chunk
         self._end(True)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        for chunk in self._chunks:
+        last = len(self._chunks) - 1
+        for index, chunk in enumerate(self._chunks):
+            self._delivered = index == last
             yield chunk
         self._end(True)
 
     def close(self) -> None:
-        self._end(False)
+        self._end(self._delivered)
 
     async def aclose(self) -> None:
-        self._end(False)
+        self._end(self._delivered)
 
     def _end(self, ended: bool) -> None:
         exchange, self._exchange = self._exchange, None

@@ -141,11 +141,27 @@ class TransportCore:
     def _operation(self, request: Any) -> tuple[str | None, _Seen]:
         """Strip llmtap's headers; the GenAI operation if this is an LLM call, and what
         :meth:`_facts` needs of the request besides its body."""
+        if not isinstance(request, self._lib.Request):
+            self._wrong_library(request)
         url = request.url
         path = url.path
         control, retries = _read_headers(request.headers)
         extension = request.extensions.get("llmtap")
         return classify(request.method, path), _Seen(url, path, control, retries, extension)
+
+    def _wrong_library(self, request: Any) -> None:
+        """An httpx client given the httpx2 transport (or the reverse) fails deep in the
+        inner transport on a bare ``AssertionError``, which SDKs retry and report as a
+        connection error: say which transport to use instead."""
+        mine = self._lib.__name__
+        theirs = type(request).__module__.split(".")[0]
+        message = (
+            f"llmtap.{mine} transports serve {mine} clients, and this request is from "
+            f"{theirs}: use llmtap.{theirs}.Transport / AsyncTransport (openai 3.x, anthropic "
+            "2.x and pydantic-ai use httpx2; openai < 3 and litellm use httpx)"
+        )
+        self._engine.warn_once("library", f"llmtap: {message}")
+        raise TypeError(message)
 
     def _idle(self, seen: _Seen) -> bool:
         """Nothing to do but label: an inert transport and no per-request directive

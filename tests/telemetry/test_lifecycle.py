@@ -400,3 +400,20 @@ async def test_cancelled_while_waiting_for_the_leader() -> None:
     assert rig.value("llmtap_requests_total", outcome="cancelled") == 1
     assert rig.value("llmtap_requests_total", outcome="success") == 1
     assert rig.value("llmtap_requests_in_flight") == 0
+
+
+@pytest.mark.parametrize("close", ["read_to_done_then_close", "read_whole_body_then_close"])
+def test_a_hit_read_to_its_end_then_closed_is_a_success(close: str) -> None:
+    """The openai SDK stops reading a stream at ``[DONE]`` and closes it: a replayed hit
+    read so is a success, as the same miss is (not cancelled)."""
+    rig = make_rig("httpx2", is_async=False)
+    _store_the_stream(rig)
+    if close == "read_to_done_then_close":
+        with _sync_sdk(rig).chat.completions.create(stream=True, **SDK_BODY) as stream:
+            list(stream)
+    else:
+        with rig.client() as client, client.stream("POST", "/chat/completions", json=BODY) as r:
+            chunks = list(r.iter_raw())
+        assert chunks[-1].endswith(b"data: [DONE]\n\n")
+    assert rig.value("llmtap_requests_total", outcome="success", cache="hit") == 1
+    assert rig.value("llmtap_requests_total", outcome="cancelled") == 0
