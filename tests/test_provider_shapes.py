@@ -215,3 +215,76 @@ def test_a_huge_float_literal_is_still_cached(rig: Rig) -> None:
     handler = _handler(rig, [("application/json", orjson.dumps(ANSWER))])
     responses = _post(rig, handler, body, 2)
     assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "hit"]
+
+
+def test_a_stream_closed_early_is_not_counted_as_missing_usage(rig: Rig) -> None:
+    """It asked for usage and was closed before the usage chunk: the dashboard's advice
+    ("set include_usage") would be wrong for it."""
+    body = _chat(stream=True, stream_options={"include_usage": True})
+    client = rig.client()
+    if rig.is_async:
+
+        async def run() -> None:
+            async with client, client.stream("POST", PATH, json=body) as response:
+                async for _ in response.aiter_raw():
+                    break
+
+        asyncio.run(run())
+    else:
+        with client, client.stream("POST", PATH, json=body) as response:
+            next(iter(response.iter_raw()))
+    assert rig.value("llmtap_requests_total", outcome="cancelled") == 1
+    assert rig.value("llmtap_stream_usage_missing_total") == 0
+
+
+def test_usage_ahead_of_the_choices_is_read_without_content_capture(rig: Rig) -> None:
+    def event(text: bytes) -> bytes:
+        return b"data: " + text + b"\n\n"
+
+    stream = (
+        event(b'{"id":"c","model":"m","choices":[{"index":0,"delta":{"role":"assistant",'
+              b'"content":"Hi"},"finish_reason":null}]}')
+        + event(b'{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":" there"},'
+                b'"finish_reason":null}]}')
+        + event(b'{"id":"c","model":"m","usage":{"prompt_tokens":3,"completion_tokens":2},'
+                b'"choices":[{"index":0,"delta":{"content":""},"finish_reason":null}]}')
+        + event(b'{"id":"c","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}')
+        + b"data: [DONE]\n\n"
+    )  # fmt: skip
+    _post(rig, _handler(rig, [("text/event-stream", stream)]), _chat(stream=True), 1)
+    attributes = rig.span().attributes or {}
+    assert attributes["gen_ai.usage.input_tokens"] == 3
+    assert attributes["gen_ai.usage.output_tokens"] == 2
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "stream"])
+def test_a_failed_responses_answer_still_reports_its_usage(rig: Rig, streamed: bool) -> None:
+    failed = {
+        "id": "resp_1",
+        "object": "response",
+        "model": "o4-mini",
+        "status": "failed",
+        "error": {"code": "server_error", "message": "The model failed"},
+        "usage": {"input_tokens": 5, "output_tokens": 7, "total_tokens": 12},
+    }
+    if streamed:
+        event = {"type": "response.failed", "response": failed}
+        content = b"event: response.failed\ndata: " + orjson.dumps(event) + b"\n\n"
+        reply = ("text/event-stream", content)
+    else:
+        reply = ("application/json", orjson.dumps(failed))
+    body = {"model": "o4-mini", "seed": 1, "input": "hi", "stream": streamed}
+    _post(rig, _handler(rig, [reply]), body, 1, path="/responses")
+    attributes = rig.span().attributes or {}
+    assert attributes["gen_ai.usage.input_tokens"] == 5
+    assert attributes["gen_ai.usage.output_tokens"] == 7
+    assert attributes["gen_ai.response.id"] == "resp_1"
+    assert "error.type" in attributes
+    assert rig.value("llmtap_tokens_total", token_type="output") == 7
+
+
+def test_a_seed_beyond_signed_64_bits_stays_off_the_span(rig: Rig) -> None:
+    """OTLP encodes signed 64-bit integers only: an exporter would drop the attribute
+    with a traceback on every span."""
+    _post(rig, None, _chat(seed=2**64 - 1), 1)
+    assert "gen_ai.request.seed" not in (rig.span().attributes or {})

@@ -155,12 +155,12 @@ class AnswerAccumulator:
             return
         facts = self.facts
         facts.events = 1
+        if obj.get("object") == "response":
+            self._absorb_response(obj)  # a failed one too: its id, model and usage
         if obj.get("error"):  # also a Responses object with status "failed"
             facts.error = _error_message(obj)
             facts.error_type = _error_type(obj["error"])
-        elif obj.get("object") == "response":
-            self._absorb_response(obj)
-        else:
+        elif obj.get("object") != "response":
             self._absorb(obj, None)
             if facts.error is not None:
                 facts.error_type = "upstream_error"
@@ -226,11 +226,11 @@ class AnswerAccumulator:
             return False
         if payload.count(b'"index"') != 1 or b'"error"' in payload:
             return False
+        if b'"usage":{' in payload or b'"usage": {' in payload:
+            return False  # usage may come before the choices in a chunk
         if payload.endswith(tails) and b'"index":0' in payload:
             return True  # OpenAI's own shape, the common case: no further scans
         if b'"index":0' not in payload and b'"index": 0' not in payload:
-            return False
-        if b'"usage":{' in payload or b'"usage": {' in payload:
             return False
         return b'"finish_reason"' not in payload or (
             b'"finish_reason":null' in payload or b'"finish_reason": null' in payload
@@ -287,8 +287,10 @@ class AnswerAccumulator:
             delta = obj.get("delta")
             if event_type == "response.output_text.delta" and isinstance(delta, str):
                 facts.outputs.setdefault(0, []).append(delta)
-        if event_type in _RESPONSE_EVENTS and isinstance(obj.get("response"), dict):
-            self._absorb_response(obj["response"])
+        if (event_type in _RESPONSE_EVENTS or event_type in _RESPONSE_FAILURES) and isinstance(
+            obj.get("response"), dict
+        ):
+            self._absorb_response(obj["response"])  # a failed one still billed its usage
         if event_type in _RESPONSE_TERMINAL:
             facts.terminal = True
         elif event_type in _RESPONSE_FAILURES:

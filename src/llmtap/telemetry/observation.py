@@ -248,7 +248,9 @@ def _prometheus(
     metrics.finished(base, facts.ordered_finish_reasons())
     if not record.call.stream or record.status is None or not 200 <= record.status < 300:
         return
-    if usage is None:
+    if usage is None and record.outcome == "success":
+        # Only a stream that ended whole says it had no usage to give: one closed early
+        # or cut off may have asked for usage and not reached it.
         metrics.child(metrics.stream_usage_missing, *base).inc()
     first, last = facts.first_token_at, facts.last_token_at
     if first is None:

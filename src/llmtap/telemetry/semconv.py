@@ -67,6 +67,14 @@ def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _int64(value: Any) -> int | None:
+    """A whole number as an int attribute: OTLP encodes signed 64-bit integers only, and
+    drops (with a logged traceback) an attribute beyond them, such as a u64 seed."""
+    if _number(value) and float(value).is_integer() and -(2**63) <= value < 2**63:
+        return int(value)
+    return None
+
+
 _FLOATS = ("temperature", "top_p", "frequency_penalty", "presence_penalty")
 _MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 # Body fields that can give a request attribute besides the OpenAI-only ones; a body
@@ -99,26 +107,26 @@ def request_attributes(call: LLMCall, provider: str) -> dict[str, Any]:
 def _asked(
     body: dict[str, Any], present: frozenset[str], operation: str, attrs: dict[str, Any]
 ) -> None:
-    seed = body.get("seed")
-    if _number(seed) and float(seed).is_integer():
-        attrs["gen_ai.request.seed"] = int(seed)
+    seed = _int64(body.get("seed"))
+    if seed is not None:
+        attrs["gen_ai.request.seed"] = seed
     for name in _FLOATS:
         value = body[name] if name in present else None
         if _number(value):
             attrs[f"gen_ai.request.{name}"] = float(value)
     for name in _MAX_TOKENS:
-        value = body.get(name)
-        if _number(value):
-            attrs["gen_ai.request.max_tokens"] = int(value)
+        value = _int64(body.get(name))
+        if value is not None:
+            attrs["gen_ai.request.max_tokens"] = value
             break
     stop = body.get("stop")
     if isinstance(stop, str):
         attrs["gen_ai.request.stop_sequences"] = [stop]
     elif isinstance(stop, list) and stop and all(isinstance(s, str) for s in stop):
         attrs["gen_ai.request.stop_sequences"] = list(stop)
-    n = body.get("n")
-    if _number(n) and n != 1:
-        attrs["gen_ai.request.choice.count"] = int(n)
+    n = _int64(body.get("n"))
+    if n is not None and n != 1:
+        attrs["gen_ai.request.choice.count"] = n
     if body.get("stream") is True:
         attrs["gen_ai.request.stream"] = True
     effort = body.get("reasoning_effort")
@@ -131,9 +139,9 @@ def _asked(
     if output_type is not None:
         attrs["gen_ai.output.type"] = output_type
     if operation == "embeddings":
-        dims = body.get("dimensions")
-        if _number(dims):
-            attrs["gen_ai.embeddings.dimension.count"] = int(dims)
+        dims = _int64(body.get("dimensions"))
+        if dims is not None:
+            attrs["gen_ai.embeddings.dimension.count"] = dims
         fmt = body.get("encoding_format")
         if isinstance(fmt, str):
             attrs["gen_ai.request.encoding_formats"] = [fmt]
