@@ -288,3 +288,27 @@ def test_a_seed_beyond_signed_64_bits_stays_off_the_span(rig: Rig) -> None:
     with a traceback on every span."""
     _post(rig, None, _chat(seed=2**64 - 1), 1)
     assert "gen_ai.request.seed" not in (rig.span().attributes or {})
+
+
+@pytest.mark.parametrize("api", ["chat", "chat-stream", "responses", "responses-stream"])
+def test_captured_output_holds_the_tool_calls(api: str) -> None:
+    """With content capture on, an answer that calls a tool shows the call (id, name and
+    the whole arguments, however a stream split them), not an empty message."""
+    rig = make_rig("httpx2", is_async=False)
+    weather = {"type": "object", "properties": {"city": {"type": "string"}}}
+    stream = api.endswith("stream")
+    if api.startswith("chat"):
+        tools = [{"type": "function", "function": {"name": "get_weather", "parameters": weather}}]
+        body: dict[str, Any] = {**_chat(tools=tools), "stream": stream}
+        path = PATH
+    else:
+        tools = [{"type": "function", "name": "get_weather", "parameters": weather}]
+        body = {"model": "o4-mini", "seed": 1, "input": "weather?", "tools": tools}
+        body["stream"] = stream
+        path = "/responses"
+    _post(rig, None, body, 1, path=path, capture_content="SPAN_ONLY")
+    (message,) = orjson.loads((rig.span().attributes or {})["gen_ai.output.messages"])
+    (call,) = [p for p in message["parts"] if p["type"] == "tool_call"]
+    assert call["name"] == "get_weather" and call["id"]
+    assert "city" in orjson.loads(call["arguments"])  # a stream's pieces joined whole
+    assert message["finish_reason"] == "tool_call"

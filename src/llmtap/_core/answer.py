@@ -51,6 +51,9 @@ class AnswerFacts:
     error_type: str | None = None
     events: int = 0
     outputs: dict[int, list[str]] = field(default_factory=dict)
+    #: Tool calls per choice, by their own index: id, name and the arguments so far
+    #: (a stream sends them in pieces). For content capture.
+    tool_calls: dict[int, dict[int, dict[str, str]]] = field(default_factory=dict)
 
     def ordered_finish_reasons(self) -> list[str]:
         """One reason per choice, in index order; a choice that never finished is ``error``."""
@@ -266,7 +269,10 @@ class AnswerAccumulator:
                 delta = choice.get("message")
             if isinstance(delta, dict):
                 text = delta.get("content")
-                token = bool(text or delta.get("tool_calls") or delta.get("refusal"))
+                calls = delta.get("tool_calls")
+                token = bool(text or calls or delta.get("refusal"))
+                if calls and isinstance(calls, list):
+                    _add_tool_calls(facts.tool_calls.setdefault(index, {}), calls)
             else:
                 text = choice.get("text")
                 token = bool(text)
@@ -311,6 +317,30 @@ class AnswerAccumulator:
                 text = _response_text(response)
                 if text:
                     facts.outputs[0] = [text]
+            calls = [
+                {"id": o.get("call_id"), "function": o}
+                for o in response.get("output") or ()
+                if isinstance(o, dict) and o.get("type") == "function_call"
+            ]
+            if calls and not facts.tool_calls:
+                _add_tool_calls(facts.tool_calls.setdefault(0, {}), calls)
+
+
+def _add_tool_calls(known: dict[int, dict[str, str]], calls: list[Any]) -> None:
+    """Chat tool calls (whole, or a stream's pieces keyed by ``index``) into ``known``."""
+    for position, call in enumerate(calls):
+        if not isinstance(call, dict):
+            continue
+        index = call.get("index", position)
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        entry = known.setdefault(index, {"id": "", "name": "", "arguments": ""})
+        if isinstance(call.get("id"), str):
+            entry["id"] = call["id"]
+        if isinstance(function.get("name"), str):
+            entry["name"] = function["name"]
+        if isinstance(function.get("arguments"), str):
+            entry["arguments"] += function["arguments"]  # a stream sends them in pieces
 
 
 def _error_message(obj: dict[str, Any]) -> str:

@@ -135,16 +135,15 @@ _SCHEMA_FINISH = frozenset({"stop", "length", "content_filter", "tool_call", "er
 def output_messages(facts: AnswerFacts) -> list[dict[str, Any]]:
     """One assistant message per choice; finish reasons mapped to the schema's enum."""
     messages = []
-    indices = sorted(facts.choices | set(facts.finish_reasons) | set(facts.outputs))
+    indices = sorted(
+        facts.choices | set(facts.finish_reasons) | set(facts.outputs) | set(facts.tool_calls)
+    )
     for index in indices:
         raw = facts.finish_reasons.get(index, "error")
         reason = _FINISH.get(raw) or (raw if raw in _SCHEMA_FINISH else "error")
         text = "".join(facts.outputs.get(index, ()))
-        messages.append(
-            {
-                "role": "assistant",
-                "parts": [_text(text)] if text else [],
-                "finish_reason": reason,
-            }
-        )
+        parts = [_text(text)] if text else []
+        for _, call in sorted(facts.tool_calls.get(index, {}).items()):
+            parts.append({"type": "tool_call", **call})
+        messages.append({"role": "assistant", "parts": parts, "finish_reason": reason})
     return messages
