@@ -6,6 +6,7 @@ reported."""
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -312,3 +313,90 @@ def test_captured_output_holds_the_tool_calls(api: str) -> None:
     assert call["name"] == "get_weather" and call["id"]
     assert "city" in orjson.loads(call["arguments"])  # a stream's pieces joined whole
     assert message["finish_reason"] == "tool_call"
+
+
+def _chunked(rig: Rig, chunks: list[bytes], **headers: str) -> Callable[[Any], Any]:
+    """A handler streaming ``chunks`` as they are (with the given response headers)."""
+    lib = rig.lib
+
+    class Chunks(lib.SyncByteStream, lib.AsyncByteStream):  # type: ignore[misc,name-defined]
+        def __iter__(self) -> Any:
+            yield from chunks
+
+        async def __aiter__(self) -> Any:
+            for chunk in chunks:
+                yield chunk
+
+    def handle(request: Any) -> Any:
+        return lib.Response(200, headers=headers, stream=Chunks())
+
+    return handle
+
+
+SSE_OK = (
+    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"},'
+    b'"finish_reason":null}]}\n\n'
+    b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+def _zstd_frames(data: bytes) -> bytes:
+    import zstandard
+
+    half = len(data) // 2
+    packer = zstandard.ZstdCompressor()
+    return packer.compress(data[:half]) + packer.compress(data[half:])
+
+
+@pytest.mark.parametrize(
+    ("encoding", "pack", "split"),
+    [
+        ("deflate", _raw_deflate, False),  # raw deflate, no zlib header: httpx reads it too
+        ("zstd", _zstd_frames, False),  # two frames in one chunk
+        ("zstd", _zstd_frames, True),  # and followed by an empty chunk
+    ],
+    ids=["raw-deflate", "zstd-frames", "zstd-frames-then-empty-chunk"],
+)
+def test_compressed_streams_decode_as_the_library_does(
+    encoding: str, pack: Callable[[bytes], bytes], split: bool
+) -> None:
+    rig = make_rig("httpx", is_async=False)  # httpx 0.28 decodes zstd without extras
+    body = pack(SSE_OK)
+    chunks = [body, b""] if split else [body]
+    headers = {"content-type": "text/event-stream", "content-encoding": encoding}
+    handler = _chunked(rig, chunks, **headers)
+    plain = rig.lib.Client(transport=rig.lib.MockTransport(handler)).post(
+        "https://api.openai.com/v1/chat/completions", json=_chat(stream=True)
+    )
+    responses = _post(rig, handler, _chat(stream=True), 2)
+    assert plain.content == SSE_OK
+    assert responses[0].content == SSE_OK  # what the library decodes without llmtap
+    assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "hit"]
+    assert responses[1].content == SSE_OK
+    assert rig.value("llmtap_tokens_total", token_type="input") == 3
+    # ensure_stream_usage decodes for the caller (to hide the usage chunk): the same bytes
+    fresh = make_rig("httpx", is_async=False)
+    (seen,) = _post(fresh, handler, _chat(stream=True, seed=2), 1, ensure_stream_usage=True)
+    assert seen.content == SSE_OK
+
+
+def test_a_usage_chunk_that_ends_the_body_without_a_blank_line_is_hidden(rig: Rig) -> None:
+    stream = (
+        b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"Hi"},'
+        b'"finish_reason":"stop"}],"usage":null}\n\n'
+        b'data: {"id":"c","model":"m","choices":[],'
+        b'"usage":{"prompt_tokens":3,"completion_tokens":1}}'
+    )
+    handler = _chunked(rig, [stream], **{"content-type": "text/event-stream"})
+    responses = _post(rig, handler, _chat(stream=True), 2, ensure_stream_usage=True)
+    for response in responses:
+        assert b'"choices":[]' not in response.content and b'"usage"' not in response.content
+    assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "hit"]
+    assert rig.value("llmtap_tokens_total", token_type="input") == 3

@@ -33,10 +33,53 @@ def _brotli() -> Any:
     return _Adapter(brotli.Decompressor().process)
 
 
-def _zstd() -> Any:
-    import zstandard
+class _Deflate:
+    """``deflate`` as servers send it: zlib-wrapped (RFC 1950) or, as some do, raw
+    (RFC 1951). httpx and httpx2 fall back to raw when the first chunk is not zlib."""
 
-    return zstandard.ZstdDecompressor().decompressobj()
+    __slots__ = ("_first", "_obj")
+
+    def __init__(self) -> None:
+        self._obj = zlib.decompressobj()
+        self._first = True
+
+    def decompress(self, data: bytes) -> bytes:
+        first, self._first = self._first, False
+        try:
+            return self._obj.decompress(data)
+        except zlib.error:
+            if not first:
+                raise
+            self._obj = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self._obj.decompress(data)
+
+    def flush(self) -> bytes:
+        return self._obj.flush()
+
+
+class _Zstd:
+    """A zstd body may hold several frames (a server may end one per flush); a zstandard
+    decompressobj stops at the end of its first. Restart on what it left, as httpx does."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self) -> None:
+        import zstandard
+
+        self._obj = zstandard.ZstdDecompressor().decompressobj()
+
+    def decompress(self, data: bytes) -> bytes:
+        out = self._obj.decompress(data)
+        while self._obj.eof and self._obj.unused_data:
+            import zstandard
+
+            rest = self._obj.unused_data
+            self._obj = zstandard.ZstdDecompressor().decompressobj()
+            out += self._obj.decompress(rest)
+        return out
+
+    def flush(self) -> bytes:
+        return b""
 
 
 class _Adapter:
@@ -52,9 +95,9 @@ class _Adapter:
 _FACTORIES: dict[str, Callable[[], Any]] = {
     "gzip": _zlib(zlib.MAX_WBITS | 16),
     "x-gzip": _zlib(zlib.MAX_WBITS | 16),
-    "deflate": _zlib(zlib.MAX_WBITS),
+    "deflate": _Deflate,
     "br": _brotli,
-    "zstd": _zstd,
+    "zstd": _Zstd,
 }
 
 

@@ -162,8 +162,8 @@ class Exchange:
         """One chunk of upstream's body; returns what the caller is handed (the chunk
         itself, unless ``ensure_stream_usage`` hides the usage chunk)."""
         accumulator = self._accumulator
-        if accumulator is None or self._done or self._quiet:
-            return chunk
+        if accumulator is None or self._done or self._quiet or not chunk:
+            return chunk  # an empty chunk, too: a finished zstd decoder refuses even b""
         if self.hider is not None:
             decoder = self._decoder
             if decoder is not None:

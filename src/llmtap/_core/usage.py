@@ -74,10 +74,13 @@ def _events(data: bytes) -> list[bytes]:
 
 def _without_null_usage(events: bytes) -> bytes:
     """Drop the ``"usage":null`` that asking for usage added to each chunk. It closes the
-    data line: a JSON text holds no raw newline, so it cannot sit inside a string."""
+    data line (or the body): a JSON text holds no raw newline, so it cannot sit inside a
+    string."""
     for tail in _NULL_USAGE:
         if tail in events:
             events = events.replace(tail + b"\n", b"}\n").replace(tail + b"\r", b"}\r")
+            if events.endswith(tail):
+                events = events[: -len(tail)] + b"}"
     return events
 
 
@@ -106,5 +109,8 @@ class UsageHider:
         return _without_null_usage(head)
 
     def flush(self) -> bytes:
+        """The last event, when the body ended without its blank line: filtered too."""
         tail, self._pending = self._pending, b""
-        return tail
+        if not tail.strip() or _usage_only(tail):
+            return b"" if tail.strip() else tail
+        return _without_null_usage(tail)
