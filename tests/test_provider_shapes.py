@@ -400,3 +400,22 @@ def test_a_usage_chunk_that_ends_the_body_without_a_blank_line_is_hidden(rig: Ri
         assert b'"choices":[]' not in response.content and b'"usage"' not in response.content
     assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "hit"]
     assert rig.value("llmtap_tokens_total", token_type="input") == 3
+
+
+def test_a_zstd_stream_whose_chunk_ends_where_a_frame_ends() -> None:
+    """A server that ends a frame per flush sends each frame as its own chunk: the next
+    chunk opens a new frame, which a finished zstandard decompressobj refuses (httpx's
+    own decoder does). Where llmtap decodes for the caller (``ensure_stream_usage``), the
+    caller reads the whole stream, and so does the hit."""
+    import zstandard
+
+    rig = make_rig("httpx", is_async=False)
+    half = len(SSE_OK) // 2
+    packer = zstandard.ZstdCompressor()
+    frames = [packer.compress(SSE_OK[:half]), packer.compress(SSE_OK[half:])]
+    headers = {"content-type": "text/event-stream", "content-encoding": "zstd"}
+    handler = _chunked(rig, frames, **headers)
+    responses = _post(rig, handler, _chat(stream=True), 2, ensure_stream_usage=True)
+    assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "hit"]
+    assert responses[0].content == responses[1].content == SSE_OK
+    assert rig.value("llmtap_tokens_total", token_type="input") == 3

@@ -64,19 +64,22 @@ class _Zstd:
     __slots__ = ("_obj",)
 
     def __init__(self) -> None:
-        import zstandard
-
-        self._obj = zstandard.ZstdDecompressor().decompressobj()
+        self._obj = self._new()
 
     def decompress(self, data: bytes) -> bytes:
-        out = self._obj.decompress(data)
-        while self._obj.eof and self._obj.unused_data:
-            import zstandard
-
-            rest = self._obj.unused_data
-            self._obj = zstandard.ZstdDecompressor().decompressobj()
-            out += self._obj.decompress(rest)
+        out = b""
+        while data:
+            if self._obj.eof:  # a frame ended: at this chunk's start, or inside it
+                self._obj = self._new()
+            out += self._obj.decompress(data)
+            data = self._obj.unused_data if self._obj.eof else b""
         return out
+
+    @staticmethod
+    def _new() -> Any:
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompressobj()
 
     def flush(self) -> bytes:
         return b""
