@@ -331,7 +331,9 @@ def _add_tool_calls(known: dict[int, dict[str, str]], calls: list[Any]) -> None:
     for position, call in enumerate(calls):
         if not isinstance(call, dict):
             continue
-        index = call.get("index", position)
+        index = call.get("index")
+        if type(index) is not int:  # a whole message's calls have none: their order
+            index = position
         function = call.get("function")
         function = function if isinstance(function, dict) else {}
         entry = known.setdefault(index, {"id": "", "name": "", "arguments": ""})

@@ -111,6 +111,8 @@ class UsageHider:
     def flush(self) -> bytes:
         """The last event, when the body ended without its blank line: filtered too."""
         tail, self._pending = self._pending, b""
-        if not tail.strip() or _usage_only(tail):
-            return b"" if tail.strip() else tail
+        if not tail.strip():
+            return tail
+        if _usage_only(tail):
+            return b""
         return _without_null_usage(tail)
