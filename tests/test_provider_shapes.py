@@ -419,3 +419,35 @@ def test_a_zstd_stream_whose_chunk_ends_where_a_frame_ends() -> None:
     assert [r.headers["x-llmtap-cache"] for r in responses] == ["miss", "hit"]
     assert responses[0].content == responses[1].content == SSE_OK
     assert rig.value("llmtap_tokens_total", token_type="input") == 3
+
+
+def test_tool_calls_streamed_without_an_index_stay_apart() -> None:
+    """Some servers send each whole call in a chunk of its own, with no ``index``."""
+    rig = make_rig("httpx2", is_async=False)
+
+    def chunk(calls: list[dict[str, Any]], finish: str | None = None) -> bytes:
+        delta = {"tool_calls": calls} if calls else {}
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return b"data: " + orjson.dumps({"id": "c", "model": "m", "choices": [choice]}) + b"\n\n"
+
+    def call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+        return {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+
+    stream = (
+        chunk([call("call_a", "get_weather", '{"city":"Paris"}')])
+        + chunk([call("call_b", "get_time", '{"tz":"CET"}')])
+        + chunk([], "tool_calls")
+        + b"data: [DONE]\n\n"
+    )
+    handler = _chunked(rig, [stream], **{"content-type": "text/event-stream"})
+    _post(rig, handler, _chat(stream=True), 1, capture_content="SPAN_ONLY")
+    (message,) = orjson.loads((rig.span().attributes or {})["gen_ai.output.messages"])
+    calls = [(p["id"], p["name"], p["arguments"]) for p in message["parts"]]
+    assert calls == [
+        ("call_a", "get_weather", '{"city":"Paris"}'),
+        ("call_b", "get_time", '{"tz":"CET"}'),
+    ]

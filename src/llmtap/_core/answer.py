@@ -53,7 +53,7 @@ class AnswerFacts:
     outputs: dict[int, list[str]] = field(default_factory=dict)
     #: Tool calls per choice, by their own index: id, name and the arguments so far
     #: (a stream sends them in pieces). For content capture.
-    tool_calls: dict[int, dict[int, dict[str, str]]] = field(default_factory=dict)
+    tool_calls: dict[int, dict[int, dict[str, Any]]] = field(default_factory=dict)
 
     def ordered_finish_reasons(self) -> list[str]:
         """One reason per choice, in index order; a choice that never finished is ``error``."""
@@ -229,11 +229,12 @@ class AnswerAccumulator:
             return False
         if payload.count(b'"index"') != 1 or b'"error"' in payload:
             return False
-        if b'"usage":{' in payload or b'"usage": {' in payload:
-            return False  # usage may come before the choices in a chunk
-        if payload.endswith(tails) and b'"index":0' in payload:
-            return True  # OpenAI's own shape, the common case: no further scans
+        if payload.endswith(tails):  # OpenAI's own shape, the common case: compact JSON
+            # ... unless usage sits ahead of the choices (one scan for the compact form)
+            return b'"index":0' in payload and b'"usage":{' not in payload
         if b'"index":0' not in payload and b'"index": 0' not in payload:
+            return False
+        if b'"usage":{' in payload or b'"usage": {' in payload:
             return False
         return b'"finish_reason"' not in payload or (
             b'"finish_reason":null' in payload or b'"finish_reason": null' in payload
@@ -271,7 +272,7 @@ class AnswerAccumulator:
                 text = delta.get("content")
                 calls = delta.get("tool_calls")
                 token = bool(text or calls or delta.get("refusal"))
-                if calls and isinstance(calls, list):
+                if calls and self._keep_text and isinstance(calls, list):
                     _add_tool_calls(facts.tool_calls.setdefault(index, {}), calls)
             else:
                 text = choice.get("text")
@@ -322,27 +323,33 @@ class AnswerAccumulator:
                 for o in response.get("output") or ()
                 if isinstance(o, dict) and o.get("type") == "function_call"
             ]
-            if calls and not facts.tool_calls:
+            if calls and self._keep_text and not facts.tool_calls:
                 _add_tool_calls(facts.tool_calls.setdefault(0, {}), calls)
 
 
-def _add_tool_calls(known: dict[int, dict[str, str]], calls: list[Any]) -> None:
-    """Chat tool calls (whole, or a stream's pieces keyed by ``index``) into ``known``."""
-    for position, call in enumerate(calls):
+def _add_tool_calls(known: dict[int, dict[str, Any]], calls: list[Any]) -> None:
+    """Chat tool calls (whole, or a stream's pieces) into ``known``: by their ``index``;
+    without one, by ``id`` (a new id is a new call); a bare piece continues the last."""
+    for call in calls:
         if not isinstance(call, dict):
             continue
-        index = call.get("index")
-        if type(index) is not int:  # a whole message's calls have none: their order
-            index = position
         function = call.get("function")
         function = function if isinstance(function, dict) else {}
-        entry = known.setdefault(index, {"id": "", "name": "", "arguments": ""})
-        if isinstance(call.get("id"), str):
-            entry["id"] = call["id"]
+        call_id = call.get("id")
+        index = call.get("index")
+        if type(index) is not int:
+            ids = {entry["id"]: key for key, entry in known.items()}
+            if isinstance(call_id, str) and call_id:
+                index = ids.get(call_id, len(known))
+            else:
+                index = max(known, default=0)
+        entry = known.setdefault(index, {"id": "", "name": "", "arguments": []})
+        if isinstance(call_id, str):
+            entry["id"] = call_id
         if isinstance(function.get("name"), str):
             entry["name"] = function["name"]
         if isinstance(function.get("arguments"), str):
-            entry["arguments"] += function["arguments"]  # a stream sends them in pieces
+            entry["arguments"].append(function["arguments"])  # a stream sends pieces
 
 
 def _error_message(obj: dict[str, Any]) -> str:

@@ -59,27 +59,25 @@ class _Deflate:
 
 class _Zstd:
     """A zstd body may hold several frames (a server may end one per flush); a zstandard
-    decompressobj stops at the end of its first. Restart on what it left, as httpx does."""
+    decompressobj stops at the end of its first. Start another on what follows, as
+    httpx does."""
 
-    __slots__ = ("_obj",)
+    __slots__ = ("_decompressor", "_obj")
 
     def __init__(self) -> None:
-        self._obj = self._new()
+        import zstandard
+
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._obj = self._decompressor.decompressobj()
 
     def decompress(self, data: bytes) -> bytes:
         out = b""
         while data:
             if self._obj.eof:  # a frame ended: at this chunk's start, or inside it
-                self._obj = self._new()
+                self._obj = self._decompressor.decompressobj()
             out += self._obj.decompress(data)
             data = self._obj.unused_data if self._obj.eof else b""
         return out
-
-    @staticmethod
-    def _new() -> Any:
-        import zstandard
-
-        return zstandard.ZstdDecompressor().decompressobj()
 
     def flush(self) -> bytes:
         return b""

@@ -144,6 +144,8 @@ def output_messages(facts: AnswerFacts) -> list[dict[str, Any]]:
         text = "".join(facts.outputs.get(index, ()))
         parts = [_text(text)] if text else []
         for _, call in sorted(facts.tool_calls.get(index, {}).items()):
-            parts.append({"type": "tool_call", **call})
+            arguments = "".join(call["arguments"])  # a stream's pieces, joined once
+            part = {"type": "tool_call", "id": call["id"], "name": call["name"]}
+            parts.append({**part, "arguments": arguments})
         messages.append({"role": "assistant", "parts": parts, "finish_reason": reason})
     return messages
