@@ -30,6 +30,7 @@ import anyio.lowlevel
 from llmtap._core.engine import describe_error
 from llmtap._core.exchange import Exchange
 from llmtap._core.request import LLMCall
+from llmtap.cache.base import running_loop
 
 log = logging.getLogger("llmtap")
 
@@ -105,13 +106,6 @@ class _Flight:
                     self._wakers.remove(wake)
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 _LOCK_METHODS = ("try_lock", "unlock", "is_locked", "atry_lock", "aunlock", "ais_locked")
 
 
@@ -169,7 +163,7 @@ class FlightTable:
             flight = self._flights.get(key)
             if flight is not None:
                 return flight, False
-            flight = self._flights[key] = _Flight(_running_loop() if is_async else None)
+            flight = self._flights[key] = _Flight(running_loop() if is_async else None)
             return flight, True
 
     def _release(self, key: str, flight: _Flight) -> None:
@@ -247,7 +241,7 @@ class FlightTable:
         self._release(key, flight)
         if token is None:
             return
-        loop = _running_loop()
+        loop = running_loop()
         if loop is not None and loop is flight.loop:
             task = loop.create_task(self._aunlock(key, token, call))
             self._tasks.add(task)

@@ -45,14 +45,20 @@ def check_value(key: object, value: object) -> None:
         raise TypeError(f"cache values are bytes, got {type(value).__name__}")
 
 
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop; ``None`` outside one, or under trio."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 async def in_thread(func: Callable[..., T], *args: Any) -> T:
     """``func(*args)`` in a worker thread, under asyncio or trio (httpx and httpx2 run on
     both). Both hops copy the caller's contextvars, so the current span stays the parent
     of what the store does, and neither makes a cancelled call wait for its thread.
     asyncio's own hop is used where it can be: anyio's costs about twice as much."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # trio
+    if running_loop() is None:  # trio
         return await anyio.to_thread.run_sync(func, *args, abandon_on_cancel=True)
     return await asyncio.to_thread(func, *args)
 
