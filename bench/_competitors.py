@@ -32,18 +32,24 @@ PYTHONS = {
 }
 
 
+SDK_TARGET = 1.07  # llmtap over the bare SDK
+VS_V2_TARGET = 0.95  # llmtap over the SDK instrumented by openai-v2
+LOWER = "lower_bound"  # FloorTransport: parse + span + metrics, no llmtap (bench._floor)
+OURS = ("llmtap", LOWER)  # run in this interpreter, not a competitor's virtualenv
+
+
 def competitors(rep: Any, quick: bool) -> None:
     from bench._report import Row
 
     rounds, calls = (3, 10) if quick else (21, 100)
     repeats = 1 if quick else 2
-    runs: dict[str, list[dict[str, Any]]] = {"llmtap": [], **{k: [] for k in PYTHONS}}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in (*OURS, *PYTHONS)}
     errors: dict[str, str] = {}
     for _ in range(repeats):
         for name in runs:
             if name in errors:
                 continue
-            if quick and name != "llmtap":
+            if quick and name not in OURS:
                 errors[name] = "skipped in --quick (child start-up dominates); run the full bench"
                 continue
             python = sys.executable
@@ -77,11 +83,45 @@ def competitors(rep: Any, quick: bool) -> None:
                 value,
                 variant_us=statistics.median(r["variant_us"] for r in results),
                 baseline_us=statistics.median(r["baseline_us"] for r in results),
-                target=1.07 if name == "llmtap" else None,
+                target=SDK_TARGET if name in OURS else None,
                 note=results[0]["note"],
             )
         )
-        _stream_rows(rep, variant, results)
+        if name != LOWER:  # it forwards streams untouched: nothing to bound
+            _stream_rows(rep, variant, results)
+    _vs_v2_rows(rep, runs)
+
+
+def _vs_v2_rows(rep: Any, runs: dict[str, list[dict[str, Any]]]) -> None:
+    """llmtap (and the lower bound) against openai-v2: each one's ratio over its own bare
+    SDK, divided (the two run in different processes and virtualenvs)."""
+    from bench._report import Row
+
+    v2 = runs["otel_openai_v2"]
+    if not v2:
+        return
+    v2_ratio = statistics.median(r["ratio"] for r in v2)
+    v2_us = statistics.median(r["variant_us"] for r in v2)
+    for name in OURS:
+        if not runs[name]:
+            continue
+        value = statistics.median(r["ratio"] for r in runs[name]) / v2_ratio
+        note = "each over its own bare SDK; sdk+otel_openai_v2 at " + f"{v2_ratio:.3f}x"
+        if name == LOWER:
+            note += "; if the lower bound misses, no transport on these libraries can pass"
+        rep.add(
+            Row(
+                "vs-otel",
+                "httpx2",
+                f"sdk+{name}",
+                "sdk+otel_openai_v2",
+                value,
+                variant_us=statistics.median(r["variant_us"] for r in runs[name]),
+                baseline_us=v2_us,
+                target=VS_V2_TARGET,
+                note=note,
+            )
+        )
 
 
 def _stream_rows(rep: Any, variant: str, results: list[dict[str, Any]]) -> None:
@@ -145,6 +185,17 @@ def _child(name: str, rounds: int, calls: int) -> dict[str, Any]:
         )
         note = "llmtap: cache off, spans (SDK, batch, null exporter) + Prometheus metrics"
         return _interleaved({"plain": plain, "x": tapped}, plans, {}, f"{note}; interleaved")
+    if name == LOWER:
+        from bench._floor import FloorTransport, SpanWork, llmtap_span
+
+        work = SpanWork(llmtap_span("httpx2", httpx2.MockTransport(canned)))
+        floor = FloorTransport("httpx2", httpx2.MockTransport(canned), work=work)
+        bounded = openai_client(httpx2.Client(transport=floor))
+        note = (
+            "lower bound, no llmtap: parse request and answer, the same span (SDK, batch, "
+            "null exporter) and Prometheus work as llmtap, nothing else; calls only"
+        )
+        return _interleaved({"plain": plain, "x": bounded}, plans, {}, f"{note}; interleaved")
     from importlib.metadata import version
 
     from opentelemetry.sdk.metrics import MeterProvider

@@ -1,26 +1,41 @@
-"""The telemetry floor: what the same span and Prometheus series cost with no llmtap.
+"""Lower bounds: what the same work costs with no llmtap at all.
 
-A block that makes the plain call and, around it, does exactly the OpenTelemetry
-SDK and prometheus-client work llmtap does for that call: one span with the same
-name, kind and attributes (copied from a span llmtap emitted for this request),
-and the same metric operations on a private registry. No tool that emits these
-spans and metrics through these libraries can cost less, so ``llmtap_tel_on`` over
-this row is llmtap's own share.
+Two kinds, each measured in the same run as the rows it bounds:
+
+- The telemetry floor (:func:`floor_block`): the plain call and, around it,
+  exactly the OpenTelemetry SDK and prometheus-client work llmtap does for that
+  call: one span with the same name, kind and attributes (copied from a span
+  llmtap emitted for this request) and the same metric operations on a private
+  registry. ``llmtap_tel_on`` over this row is llmtap's own share.
+- :class:`FloorTransport`: the least a transport can do and still cache or
+  observe a chat call. It parses the request body (to key it and name the
+  model), hashes it, reads ``diskcache`` directly and answers with the raw
+  stored body; or it forwards the call, reads the answer and parses it (to find
+  its usage), with the telemetry floor's span and metrics around it when asked.
+  It keeps none of the promises llmtap makes (no headers stripped or labelled,
+  no streams, no entry format, no validation, no single flight, no failing
+  open), so it is a lower bound, not a competitor: when it misses a target on
+  this machine, no transport built on these libraries can meet that target here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
+
+import orjson
 
 from bench._fixtures import chat_body, lib, sdk_tracer_provider, tap
 
 # Set at span start (what a sampler may read); the rest go in at the end, as llmtap does.
 _START = ("gen_ai.operation.name", "gen_ai.provider.name", "server.address", "server.port")
+_BASE = ("chat", "openai_compatible", "gpt-4o-mini")
 
 
-def llmtap_span(lib_name: str, inner: Any) -> Any:
-    """The span llmtap emits for one chat call over ``inner``."""
+def llmtap_span(lib_name: str, inner: Any, cache: Any = None) -> Any:
+    """The span llmtap emits for one chat call over ``inner``; with ``cache``, the span of
+    the second, identical call: a hit."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -29,48 +44,109 @@ def llmtap_span(lib_name: str, inner: Any) -> Any:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     mod = lib(lib_name)
-    transport = tap(lib_name, inner, tracer_provider=provider, metrics=None)
+    transport = tap(lib_name, inner, cache=cache, tracer_provider=provider, metrics=None)
     with mod.Client(transport=transport, base_url="http://fake/v1") as client:
-        client.post("/chat/completions", json=chat_body()).read()
-    (span,) = exporter.get_finished_spans()
-    return span
+        for _ in range(1 if cache is None else 2):
+            client.post("/chat/completions", json=chat_body()).read()
+    return exporter.get_finished_spans()[-1]
+
+
+class SpanWork:
+    """llmtap's span and Prometheus work for one call, done with no llmtap code."""
+
+    def __init__(self, span: Any) -> None:
+        from prometheus_client import CollectorRegistry
+
+        import llmtap
+
+        self.tracer = sdk_tracer_provider().get_tracer("floor")
+        self.name = span.name
+        self.start = {k: v for k, v in span.attributes.items() if k in _START or "request" in k}
+        self.end_attrs = {k: v for k, v in span.attributes.items() if k not in self.start}
+        self.hit = span.attributes.get("llmtap.cache.result") == "hit"
+        metrics = llmtap.Metrics(registry=CollectorRegistry())
+        cache = "hit" if self.hit else "bypass"
+        self.in_flight = metrics.in_flight.labels(*_BASE)
+        self.requests = metrics.requests.labels(*_BASE, "false", "success", cache)
+        self.duration = metrics.duration.labels(*_BASE, "false", cache)
+        kinds = ("input", "output")
+        self.saved = [metrics.cache_saved.labels(*_BASE, kind) for kind in kinds]
+        self.tokens = [metrics.tokens.labels(*_BASE, kind) for kind in kinds]
+        self.per_request = [metrics.request_tokens.labels(*_BASE, kind) for kind in kinds]
+        self.finish = metrics.finish_reasons.labels(*_BASE, "stop")
+
+    def begin(self) -> tuple[Any, float]:
+        from opentelemetry.trace import SpanKind
+
+        began = time.time()
+        span = self.tracer.start_span(self.name, kind=SpanKind.CLIENT, attributes=self.start)
+        self.in_flight.inc()
+        return span, began
+
+    def end(self, span: Any, began: float) -> None:
+        span.set_attributes(self.end_attrs)
+        ex = {"trace_id": format(span.get_span_context().trace_id, "032x")}
+        self.in_flight.dec()
+        self.requests.inc()
+        self.duration.observe(time.time() - began, ex)
+        if self.hit:
+            for saved, count in zip(self.saved, (20, 10), strict=True):
+                saved.inc(count)
+        else:
+            for total, each, count in zip(self.tokens, self.per_request, (20, 10), strict=True):
+                total.inc(count)
+                each.observe(count, ex)
+            self.finish.inc()
+        span.end()
 
 
 def floor_block(client: Any, span: Any) -> Any:
     """A block of plain calls, each wrapped in the same span and metric work as llmtap's."""
-    from opentelemetry.trace import SpanKind
-    from prometheus_client import CollectorRegistry
-
-    import llmtap
-
-    tracer = sdk_tracer_provider().get_tracer("floor")
-    metrics = llmtap.Metrics(registry=CollectorRegistry())
-    start = {k: v for k, v in span.attributes.items() if k in _START or "request" in k}
-    end = {k: v for k, v in span.attributes.items() if k not in start}
-    base = ("chat", "openai_compatible", "gpt-4o-mini")
-    in_flight = metrics.in_flight.labels(*base)
-    requests = metrics.requests.labels(*base, "false", "success", "bypass")
-    duration = metrics.duration.labels(*base, "false", "bypass")
-    tokens = [metrics.tokens.labels(*base, kind) for kind in ("input", "output")]
-    per_request = [metrics.request_tokens.labels(*base, kind) for kind in ("input", "output")]
-    finish = metrics.finish_reasons.labels(*base, "stop")
+    work = SpanWork(span)
     body = chat_body()
 
     def run(n: int) -> None:
         for _ in range(n):
-            began = time.time()
-            s = tracer.start_span(span.name, kind=SpanKind.CLIENT, attributes=start)
-            in_flight.inc()
+            s, began = work.begin()
             client.post("/chat/completions", json=body).raise_for_status()
-            s.set_attributes(end)
-            ex = {"trace_id": format(s.get_span_context().trace_id, "032x")}
-            in_flight.dec()
-            requests.inc()
-            duration.observe(time.time() - began, ex)
-            for total, each, count in zip(tokens, per_request, (20, 10), strict=True):
-                total.inc(count)
-                each.observe(count, ex)
-            finish.inc()
-            s.end()
+            work.end(s, began)
 
     return run
+
+
+class FloorTransport:
+    """The least a transport must do to cache (``store``) and/or observe (``work``) a
+    non-streamed chat call: see the module docstring. Works for httpx and httpx2. A stream
+    is forwarded untouched (so the SDK's stream timings still run), never measured."""
+
+    def __init__(self, lib_name: str, inner: Any, store: Any = None, work: Any = None) -> None:
+        self._mod = lib(lib_name)
+        self._inner = inner
+        self._store = store
+        self._work = work
+        self._headers = [("content-type", "application/json")]
+
+    def handle_request(self, request: Any) -> Any:
+        work = self._work
+        started = work.begin() if work is not None else None
+        body = orjson.loads(request.content)
+        response = key = None
+        if self._store is not None:
+            canonical = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+            key = hashlib.sha256(canonical).hexdigest()
+            raw = self._store.get(key)
+            if raw is not None:
+                response = self._mod.Response(200, headers=self._headers, content=raw)
+        if response is None:
+            response = self._inner.handle_request(request)
+            if body.get("stream") is not True:  # a stream passes untouched: no per-chunk work
+                content = response.read()
+                orjson.loads(content)  # the usage is in the answer
+                if key is not None:
+                    self._store.set(key, content)
+        if started is not None:
+            work.end(*started)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()

@@ -17,7 +17,7 @@ from bench._fixtures import (
     openai_client,
     tap,
 )
-from bench._floor import floor_block, llmtap_span
+from bench._floor import FloorTransport, SpanWork, floor_block, llmtap_span
 from bench._harness import Plan, compare, ratio
 from bench._report import Report, Row, ratio_row
 from bench._server import loopback
@@ -30,6 +30,12 @@ CONNECTIONS = 200
 AA = "plain again (A/A)"
 FLOOR = "telemetry floor (no llmtap)"
 AA_NOTE = "noise floor: identical work, so any distance from 1.000x is noise"
+LOWER = "lower bound: parse + span + metrics (no llmtap)"
+LOWER_NOTE = (
+    "FloorTransport: parses request and answer, the same span and Prometheus work as "
+    "llmtap, nothing else; if this misses the target, no transport on these libraries "
+    "can meet it here"
+)
 
 
 def _post_block(client: Any) -> Any:
@@ -81,12 +87,13 @@ def _rows(
 
 
 def _floor_rows(rep: Report, name: str, samples: dict[str, Any], attributes: int) -> None:
-    for variant, base, note in (
-        (FLOOR, "plain", f"the same span ({attributes} attributes) and Prometheus work, inline"),
-        ("llmtap_tel_on", FLOOR, "llmtap's own share of a call with telemetry on"),
+    inline = f"the same span ({attributes} attributes) and Prometheus work, inline"
+    for variant, base, target, note in (
+        (FLOOR, "plain", ON_TARGET, f"{inline}; a lower bound for the telemetry-on target"),
+        ("llmtap_tel_on", FLOOR, None, "llmtap's own share of a call with telemetry on"),
     ):
-        row = ratio_row("passthrough", name, samples, variant, base, note=f"MockTransport; {note}")
-        rep.add(row)
+        note = f"MockTransport; {note}"
+        rep.add(ratio_row("passthrough", name, samples, variant, base, target, note))
 
 
 def passthrough(rep: Report, plan: Plan, loop_plan: Plan, tel: Telemetry) -> None:
@@ -126,11 +133,18 @@ def passthrough(rep: Report, plan: Plan, loop_plan: Plan, tel: Telemetry) -> Non
         ):
             base = "http://fake/v1" if where.startswith("Mock") else url
             transports = _variants("httpx2", make, tel)
+            if tel.on is not None:
+                work = SpanWork(llmtap_span("httpx2", httpx2.MockTransport(canned)))
+                transports[LOWER] = FloorTransport("httpx2", make(), work=work)
             sdks = {
                 k: openai_client(httpx2.Client(transport=t), base) for k, t in transports.items()
             }
             samples = compare({k: _sdk_block(s) for k, s in sdks.items()}, loop_plan)
             _rows(rep, "openai-sdk", "httpx2", samples, "plain", sdk_targets, tel, where)
+            if LOWER in samples:
+                note = f"{where}; {LOWER_NOTE}"
+                row = ratio_row("openai-sdk", "httpx2", samples, LOWER, "plain", SDK_TARGET, note)
+                rep.add(row)
 
 
 def streaming(rep: Report, plan: Plan, tel: Telemetry) -> None:

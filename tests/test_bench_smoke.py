@@ -24,3 +24,16 @@ def test_bench_quick_runs_every_scenario(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["quick"] is True and len(report["rows"]) >= 10
     assert "llmtap" in result.stdout
+    # The lower bounds that say whether a missed target can be met at all on this machine
+    # run in the same run as the rows they bound.
+    lower = {
+        (r["scenario"], r["baseline"]) for r in report["rows"] if "lower bound" in r["variant"]
+    }
+    for bounded in (
+        ("openai-sdk", "plain"),
+        ("cache-hit", "plain"),
+        ("cache-hit", "vcrpy_replay"),
+        ("cache-hit", "hishel_hit"),
+        ("per-test", "vcrpy_test"),
+    ):
+        assert bounded in lower, sorted(lower)

@@ -204,16 +204,36 @@ def _one_choice_stream(words: int) -> bytes:
     return b"".join(events)
 
 
+def _tricky_stream() -> bytes:
+    """Middle chunks whose text a shortcut could misread: escaped quotes and backslashes,
+    escaped newlines, and a "text" that closes the string and smuggles in a finish reason
+    and a second choice between the same bytes a plain chunk has around its text."""
+    head = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"'
+    tail = b'"},"finish_reason":null}],"usage":null}\n\n'
+    texts = [b"w%d " % i for i in range(12)] + [
+        rb"say \"hi\"",
+        b"back\\\\",  # a text ending in a backslash, escaped
+        rb"line\nbreak",
+        b"plain again",
+        b'a"},"finish_reason":"length"},{"index":1,"delta":{"content":"b',
+        b"after the smuggled choice",
+    ]
+    finish = b'data: {"id":"c","model":"m","choices":[{"index":0,"delta":{},'
+    middle = b"".join(head + text + tail for text in texts)
+    return _one_choice_stream(3).replace(finish, middle + finish, 1)
+
+
 @pytest.mark.parametrize(
     "stream",
     [
         _one_choice_stream(30),
+        _tricky_stream(),
         _one_choice_stream(30).replace(b'":', b'": '),  # json.dumps spacing
         _one_choice_stream(30).replace(b',"finish_reason":null', b""),  # key left out
         STREAM,
         STREAM.replace(b'":', b'": '),
     ],
-    ids=["n1", "n1-spaced", "n1-no-finish-key", "n2", "n2-spaced"],
+    ids=["n1", "tricky-texts", "n1-spaced", "n1-no-finish-key", "n2", "n2-spaced"],
 )
 def test_skipping_middle_chunks_without_content_capture_keeps_every_fact(
     stream: bytes, monkeypatch: pytest.MonkeyPatch
