@@ -36,7 +36,7 @@ def _compact(span: Any) -> str:
     if reasons:
         parts.append("finish=" + ",".join(reasons))
     if "gen_ai.response.time_to_first_chunk" in attrs:
-        parts.append(f"ttft={attrs['gen_ai.response.time_to_first_chunk'] * 1000:.1f}ms")
+        parts.append(f"ttfc={attrs['gen_ai.response.time_to_first_chunk'] * 1000:.1f}ms")
     return " ".join(parts) + os.linesep
 
 

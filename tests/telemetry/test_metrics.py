@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -266,3 +268,59 @@ def test_otel_meter_provider(rig: Rig) -> None:
     assert tokens["input"].sum == usage.prompt_tokens
     assert tokens["output"].sum == usage.completion_tokens
     assert tokens["input"].explicit_bounds[-1] == 67108864
+
+
+def _slow_stream(gaps: list[float]) -> Any:
+    """A MockTransport handler: a chat stream whose first chunk (the assistant role, no
+    text) comes at once, then one text chunk after each of ``gaps`` seconds."""
+
+    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        data = {"id": "c1", "model": "gpt-4o-mini", "choices": [choice]}
+        return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+    def body() -> Iterator[bytes]:
+        yield event({"role": "assistant", "content": ""})
+        for i, gap in enumerate(gaps):
+            time.sleep(gap)
+            yield event({"content": f"w{i} "})
+        yield event({}, "stop") + b"data: [DONE]\n\n"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": "text/event-stream"}
+        return httpx2.Response(200, headers=headers, content=body())
+
+    return handler
+
+
+def test_otel_chunk_timings_follow_the_conventions(rig: Rig) -> None:
+    """time_to_first_chunk ends at the first chunk even when it has no text (the
+    Prometheus time to first token waits for text), and time_per_output_chunk records
+    one gap per chunk after the first, as the GenAI conventions define them."""
+    reader = InMemoryMetricReader()
+    gaps = [0.3, 0.05, 0.05, 0.05]
+    inner = httpx2.MockTransport(_slow_stream(gaps))
+    with rig.client(inner, cache=None, meter_provider=MeterProvider([reader])) as client:
+        payload = {"model": "gpt-4o-mini", "stream": True, "messages": MESSAGES}
+        with client.stream("POST", "/chat/completions", json=payload) as response:
+            for _ in response.iter_bytes():
+                pass
+    points: dict[str, Any] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                (points[metric.name],) = metric.data.data_points
+    ttfc, tpoc = (
+        points[f"gen_ai.client.operation.{n}"]
+        for n in ("time_to_first_chunk", "time_per_output_chunk")
+    )
+    assert ttfc.count == 1 and ttfc.sum < 0.2  # the role chunk came at once
+    assert rig.value("llmtap_time_to_first_token_seconds_sum") >= 0.3  # text came 0.3 s later
+    # Chunks: the role, four texts, the finish (in the [DONE] body): five gaps.
+    assert tpoc.count == len(gaps) + 1
+    assert sum(gaps) - 0.01 <= tpoc.sum < sum(gaps) + 0.2
+    assert tpoc.max >= gaps[0] - 0.01
+    attrs = rig.span().attributes or {}
+    assert attrs["gen_ai.response.time_to_first_chunk"] < 0.2

@@ -43,6 +43,12 @@ class AnswerFacts:
     choices: set[int] = field(default_factory=set)
     first_token_at: float | None = None
     last_token_at: float | None = None
+    #: When the first event of a stream arrived, content or not (the conventions'
+    #: "first chunk"); the token times above are the first and last with content.
+    first_chunk_at: float | None = None
+    #: When each event of a stream arrived (``[DONE]`` is not a chunk), kept only for
+    #: the OTel ``time_per_output_chunk`` histogram, which records every gap.
+    chunk_times: list[float] | None = None
     terminal: bool = False
     error: str | None = None
     #: ``error.type`` of a whole (non-streamed) 2xx answer that reports its own failure:
@@ -97,21 +103,23 @@ class AnswerAccumulator:
 
     __slots__ = ("_buffer", "_keep_text", "_parts", "_stream", "facts")
 
-    def __init__(self, stream: bool, keep_text: bool = True) -> None:
+    def __init__(self, stream: bool, keep_text: bool = True, chunk_times: bool = False) -> None:
         self._stream = stream
         self._keep_text = keep_text
         self._buffer = b""
         self._parts: list[bytes] = []
-        self.facts = AnswerFacts()
+        self.facts = AnswerFacts(chunk_times=[] if chunk_times and stream else None)
 
     def feed(self, data: bytes, now: float) -> None:
         if not self._stream:
             self._parts.append(data)  # joined once at the end: no quadratic copying
             return
         if not self._buffer and self._plain_middle_event(data):
-            facts = self.facts
+            facts = self.facts  # inline: the per-chunk path of every stream
             facts.events += 1
             facts.last_token_at = now
+            if facts.chunk_times is not None:
+                facts.chunk_times.append(now)
             return
         buffer = self._buffer + data
         if b"\r" in buffer:
@@ -173,8 +181,7 @@ class AnswerAccumulator:
         if raw.startswith(b"data: ") and b"\n" not in raw:
             payload = raw[6:]  # the common case: one data line (chat and completions chunks)
             if self._plain_middle(payload):
-                self.facts.events += 1
-                self.facts.last_token_at = now
+                self._middle(now)
                 return
         else:
             data: list[bytes] = []
@@ -186,10 +193,15 @@ class AnswerAccumulator:
             if not data:
                 return
             payload = b"\n".join(data)
-        self.facts.events += 1
+        facts = self.facts
+        facts.events += 1
         if payload.strip() == b"[DONE]":
-            self.facts.terminal = True
+            facts.terminal = True
             return
+        if facts.first_chunk_at is None:
+            facts.first_chunk_at = now
+        if facts.chunk_times is not None:
+            facts.chunk_times.append(now)
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -204,6 +216,14 @@ class AnswerAccumulator:
             self.facts.error = _error_message(obj)
         else:
             self._absorb(obj, now)
+
+    def _middle(self, now: float) -> None:
+        """A plain middle event arrived: it moves the last-token time, nothing else."""
+        facts = self.facts
+        facts.events += 1
+        facts.last_token_at = now
+        if facts.chunk_times is not None:
+            facts.chunk_times.append(now)
 
     def _plain_middle_event(self, data: bytes) -> bool:
         """:meth:`_plain_middle` for a chunk that is exactly one one-line event, checked

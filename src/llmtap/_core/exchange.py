@@ -135,8 +135,11 @@ class Exchange:
             elif lower == "content-encoding":
                 encoding = value
         stream = _EVENT_STREAM in content_type
+        observation = self.observation
         self._accumulator = AnswerAccumulator(
-            stream, keep_text=getattr(self.observation, "wants_text", True)
+            stream,
+            keep_text=getattr(observation, "wants_text", True),
+            chunk_times=getattr(observation, "wants_chunk_times", False),
         )
         self._storable = self.decision.write and 200 <= status < 300
         try:

@@ -58,7 +58,8 @@ def entry_facts(entry: CacheEntry) -> AnswerFacts:
         accumulator.feed(chunk, 0.0)
     accumulator.end_of_body(0.0)
     facts = accumulator.facts
-    facts.first_token_at = facts.last_token_at = None  # replay timing is not upstream's
+    # Replay timing is not upstream's.
+    facts.first_token_at = facts.last_token_at = facts.first_chunk_at = None
     return facts
 
 

@@ -12,6 +12,7 @@ for one ``start_span`` on OpenTelemetry's no-op tracer and little else.
 from __future__ import annotations
 
 import logging
+from itertools import pairwise
 from typing import Any
 
 from opentelemetry import trace
@@ -101,6 +102,12 @@ class _Observation:
         skip parsing the middle chunks of a stream."""
         return self._span is not None and self._owner._capture != "NO_CONTENT"
 
+    @property
+    def wants_chunk_times(self) -> bool:
+        """Whether the arrival of every event is kept: only OTel's
+        ``time_per_output_chunk`` records each gap between them."""
+        return self._owner._otel is not None
+
     def __init__(
         self,
         owner: SpanTelemetry,
@@ -159,8 +166,8 @@ class _Observation:
             if not hit:
                 if usage is not None:
                     attrs.update(semconv.usage_attributes(usage))
-                if self._call.stream and facts.first_token_at is not None:
-                    ttfc = max(0.0, facts.first_token_at - record.started_at)
+                if self._call.stream and facts.first_chunk_at is not None:
+                    ttfc = max(0.0, facts.first_chunk_at - record.started_at)
                     attrs["gen_ai.response.time_to_first_chunk"] = ttfc
         if hit:
             if record.entry_age is not None:
@@ -286,11 +293,13 @@ def _otel(
         for token_type, count in (("input", usage.input), ("output", usage.output)):
             if count is not None:
                 otel.tokens.record(count, attrs | {"gen_ai.token.type": token_type})
-    first, last = facts.first_token_at, facts.last_token_at
+    # The conventions' definitions, not the Prometheus ones: the first chunk, content or
+    # not, and one observation per chunk after it (the gap since the one before).
+    first = facts.first_chunk_at
     if call.stream and first is not None:
         otel.ttfc.record(max(0.0, first - record.started_at), attrs)
-        if usage is not None and usage.output and usage.output > 1 and last is not None:
-            otel.tpoc.record(max(0.0, last - first) / (usage.output - 1), attrs)
+        for before, at in pairwise(facts.chunk_times or ()):
+            otel.tpoc.record(max(0.0, at - before), attrs)
 
 
 def tracer_for(tracer_provider: Any) -> trace.Tracer:
