@@ -246,14 +246,15 @@ def test_skipping_middle_chunks_without_content_capture_keeps_every_fact(
         lambda raw: parsed.append(raw) or loads(raw)), "JSONDecodeError": ValueError}))  # fmt: skip
 
     def facts(keep_text: bool) -> object:
-        acc = AnswerAccumulator(stream=True, keep_text=keep_text)
+        acc = AnswerAccumulator(stream=True, keep_text=keep_text, chunk_times=True)
         for i, event in enumerate(stream.split(b"\n\n")[:-1]):
             acc.feed(event + b"\n\n", float(i))
         acc.end_of_body(999.0)
         assert acc.complete(ended=True)
         f = acc.facts
         return (f.usage, f.ordered_finish_reasons(), f.response_id, f.first_token_at,
-                f.last_token_at, f.terminal, f.events)  # fmt: skip
+                f.last_token_at, f.terminal, f.events, f.first_chunk_at,
+                f.chunk_times)  # fmt: skip
 
     skipping = facts(keep_text=False)
     parsed_when_skipping = len(parsed)

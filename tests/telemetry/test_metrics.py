@@ -270,14 +270,14 @@ def test_otel_meter_provider(rig: Rig) -> None:
     assert tokens["input"].explicit_bounds[-1] == 67108864
 
 
-def _slow_stream(gaps: list[float]) -> Any:
+def _slow_stream(gaps: list[float], separators: tuple[str, str]) -> Any:
     """A MockTransport handler: a chat stream whose first chunk (the assistant role, no
     text) comes at once, then one text chunk after each of ``gaps`` seconds."""
 
     def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        data = {"id": "c1", "model": "gpt-4o-mini", "choices": [choice]}
-        return b"data: " + json.dumps(data).encode() + b"\n\n"
+        data = {"id": "c1", "model": "gpt-4o-mini", "choices": [choice], "usage": None}
+        return b"data: " + json.dumps(data, separators=separators).encode() + b"\n\n"
 
     def body() -> Iterator[bytes]:
         yield event({"role": "assistant", "content": ""})
@@ -293,13 +293,17 @@ def _slow_stream(gaps: list[float]) -> Any:
     return handler
 
 
-def test_otel_chunk_timings_follow_the_conventions(rig: Rig) -> None:
+@pytest.mark.parametrize(
+    "separators", [(",", ":"), (", ", ": ")], ids=["compact-like-openai", "spaced"]
+)
+def test_otel_chunk_timings_follow_the_conventions(rig: Rig, separators: tuple[str, str]) -> None:
     """time_to_first_chunk ends at the first chunk even when it has no text (the
     Prometheus time to first token waits for text), and time_per_output_chunk records
-    one gap per chunk after the first, as the GenAI conventions define them."""
+    one gap per chunk after the first, as the GenAI conventions define them. Compact
+    chunks (OpenAI's own) take the unparsed fast path; spaced ones are parsed."""
     reader = InMemoryMetricReader()
     gaps = [0.3, 0.05, 0.05, 0.05]
-    inner = httpx2.MockTransport(_slow_stream(gaps))
+    inner = httpx2.MockTransport(_slow_stream(gaps, separators))
     with rig.client(inner, cache=None, meter_provider=MeterProvider([reader])) as client:
         payload = {"model": "gpt-4o-mini", "stream": True, "messages": MESSAGES}
         with client.stream("POST", "/chat/completions", json=payload) as response:

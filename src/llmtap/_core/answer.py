@@ -218,7 +218,8 @@ class AnswerAccumulator:
             self._absorb(obj, now)
 
     def _middle(self, now: float) -> None:
-        """A plain middle event arrived: it moves the last-token time, nothing else."""
+        """A plain middle event arrived: it is counted, moves the last-token time and,
+        when chunk times are kept, adds its own; nothing in it needs reading."""
         facts = self.facts
         facts.events += 1
         facts.last_token_at = now
