@@ -19,8 +19,9 @@ FILE_VS_VCR_PER_TEST = 0.10
 LOWER_OFF = "lower bound: diskcache hit (no llmtap)"
 LOWER_ON = "lower bound: diskcache hit + span + metrics (no llmtap)"
 LOWER_NOTE = (
-    "FloorTransport: parse, sha256, diskcache get, raw body; nothing else llmtap does; "
-    "if this misses the target, no DiskCache-backed transport can meet it here"
+    "FloorTransport: parse, canonical sha256 key, diskcache get, raw body; nothing else "
+    "llmtap does; if this misses the target, no DiskCache-backed transport keyed on the "
+    "canonical request can meet it here"
 )
 
 
@@ -181,7 +182,7 @@ def _lower_bounds(
     store = diskcache.Cache(str(tmp / f"floor-{name}"))
     variants = {LOWER_OFF: None}
     if tel.on is not None:
-        variants[LOWER_ON] = SpanWork(llmtap_span(name, mock(), cache=MemoryCache()))
+        variants[LOWER_ON] = SpanWork(llmtap_span(name, mock(), cache=MemoryCache()), tel.provider)
     for variant, work in variants.items():
         c = client(FloorTransport(name, mock(), store=store, work=work))
         c.post("/chat/completions", json=chat_body()).read()  # store it

@@ -7,6 +7,8 @@ own turns and interleaves bare and instrumented rounds, as llmtap's child does.
 OpenLLMetry's leaves its wrappers in place: its child times the bare SDK first,
 then instruments for good. Each child times calls and 200-chunk streams (scenario 4
 against the instrumentations), runs twice, alternating, and the median is kept.
+llmtap's child also times the lower bound (``bench._floor.FloorTransport``) in the
+same interleaved comparison of calls.
 
     python -m bench._competitors child NAME ROUNDS CALLS   # what the parent runs
 
@@ -34,8 +36,13 @@ PYTHONS = {
 
 SDK_TARGET = 1.07  # llmtap over the bare SDK
 VS_V2_TARGET = 0.95  # llmtap over the SDK instrumented by openai-v2
-LOWER = "lower_bound"  # FloorTransport: parse + span + metrics, no llmtap (bench._floor)
-OURS = ("llmtap", LOWER)  # run in this interpreter, not a competitor's virtualenv
+OURS = "llmtap"  # runs in this interpreter, not a competitor's virtualenv
+LOWER = "lower_bound"  # FloorTransport, timed in llmtap's child as a third variant
+LOWER_NOTE = (
+    "lower bound, no llmtap: parse request and answer, the same span (SDK, batch, null "
+    "exporter) and Prometheus work as llmtap, nothing else; calls only, interleaved with "
+    "llmtap's; if it misses the target, no transport on these libraries can meet it here"
+)
 
 
 def competitors(rep: Any, quick: bool) -> None:
@@ -43,13 +50,13 @@ def competitors(rep: Any, quick: bool) -> None:
 
     rounds, calls = (3, 10) if quick else (21, 100)
     repeats = 1 if quick else 2
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in (*OURS, *PYTHONS)}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in (OURS, *PYTHONS)}
     errors: dict[str, str] = {}
     for _ in range(repeats):
         for name in runs:
             if name in errors:
                 continue
-            if quick and name not in OURS:
+            if quick and name != OURS:
                 errors[name] = "skipped in --quick (child start-up dominates); run the full bench"
                 continue
             python = sys.executable
@@ -73,40 +80,61 @@ def competitors(rep: Any, quick: bool) -> None:
         if not results:
             rep.na("vs-otel", "httpx2", variant, errors.get(name, "did not run"))
             continue
-        value = statistics.median(r["ratio"] for r in results)
         rep.add(
             Row(
                 "vs-otel",
                 "httpx2",
                 variant,
                 "bare openai SDK",
-                value,
-                variant_us=statistics.median(r["variant_us"] for r in results),
-                baseline_us=statistics.median(r["baseline_us"] for r in results),
-                target=SDK_TARGET if name in OURS else None,
+                _median(results, "ratio"),
+                variant_us=_median(results, "variant_us"),
+                baseline_us=_median(results, "baseline_us"),
+                target=SDK_TARGET if name == OURS else None,
                 note=results[0]["note"],
             )
         )
-        if name != LOWER:  # it forwards streams untouched: nothing to bound
-            _stream_rows(rep, variant, results)
-    _vs_v2_rows(rep, runs)
+        if name == OURS:
+            rep.add(
+                Row(
+                    "vs-otel",
+                    "httpx2",
+                    f"sdk+{LOWER}",
+                    "bare openai SDK",
+                    _median(results, "lb_ratio"),
+                    variant_us=_median(results, "lb_us"),
+                    baseline_us=_median(results, "baseline_us"),
+                    target=SDK_TARGET,
+                    note=LOWER_NOTE,
+                )
+            )
+        _stream_rows(rep, variant, results)
+    _vs_v2_rows(rep, runs, errors)
 
 
-def _vs_v2_rows(rep: Any, runs: dict[str, list[dict[str, Any]]]) -> None:
-    """llmtap (and the lower bound) against openai-v2: each one's ratio over its own bare
-    SDK, divided (the two run in different processes and virtualenvs)."""
+def _median(results: list[dict[str, Any]], field: str) -> float:
+    return float(statistics.median(r[field] for r in results))
+
+
+def _vs_v2_rows(rep: Any, runs: dict[str, list[dict[str, Any]]], errors: dict[str, str]) -> None:
+    """llmtap and the lower bound against openai-v2: each one's ratio over its own bare
+    SDK, divided by openai-v2's over its bare SDK (they run in different processes and
+    virtualenvs, so their microseconds are not compared directly)."""
     from bench._report import Row
 
+    variants = {OURS: "ratio", LOWER: "lb_ratio"}
     v2 = runs["otel_openai_v2"]
-    if not v2:
+    if not v2 or not runs[OURS]:
+        missing = "otel_openai_v2" if not v2 else OURS
+        why = f"sdk+{missing} did not run: " + errors.get(missing, "no result")
+        for name in variants:
+            rep.na("vs-otel", "httpx2", f"sdk+{name} vs sdk+otel_openai_v2", why)
         return
-    v2_ratio = statistics.median(r["ratio"] for r in v2)
-    v2_us = statistics.median(r["variant_us"] for r in v2)
-    for name in OURS:
-        if not runs[name]:
-            continue
-        value = statistics.median(r["ratio"] for r in runs[name]) / v2_ratio
-        note = "each over its own bare SDK; sdk+otel_openai_v2 at " + f"{v2_ratio:.3f}x"
+    v2_ratio = _median(v2, "ratio")
+    for name, field in variants.items():
+        note = (
+            f"ratio over its own bare SDK ({_median(runs[OURS], field):.3f}x) divided by "
+            f"sdk+otel_openai_v2's over its own ({v2_ratio:.3f}x, in its own process)"
+        )
         if name == LOWER:
             note += "; if the lower bound misses, no transport on these libraries can pass"
         rep.add(
@@ -115,9 +143,7 @@ def _vs_v2_rows(rep: Any, runs: dict[str, list[dict[str, Any]]]) -> None:
                 "httpx2",
                 f"sdk+{name}",
                 "sdk+otel_openai_v2",
-                value,
-                variant_us=statistics.median(r["variant_us"] for r in runs[name]),
-                baseline_us=v2_us,
+                _median(runs[OURS], field) / v2_ratio,
                 target=VS_V2_TARGET,
                 note=note,
             )
@@ -176,26 +202,23 @@ def _child(name: str, rounds: int, calls: int) -> dict[str, Any]:
     )
     canned = Canned()
     plain = openai_client(httpx2.Client(transport=httpx2.MockTransport(canned)))
-    if name == "llmtap":
+    if name == OURS:
+        from bench._floor import FloorTransport, SpanWork, llmtap_span
+
         tel = Telemetry()
         if tel.on is None:
             raise SystemExit(tel.why_not)
         tapped = openai_client(
             httpx2.Client(transport=tap("httpx2", httpx2.MockTransport(canned), **tel.on))
         )
-        note = "llmtap: cache off, spans (SDK, batch, null exporter) + Prometheus metrics"
-        return _interleaved({"plain": plain, "x": tapped}, plans, {}, f"{note}; interleaved")
-    if name == LOWER:
-        from bench._floor import FloorTransport, SpanWork, llmtap_span
-
-        work = SpanWork(llmtap_span("httpx2", httpx2.MockTransport(canned)))
+        work = SpanWork(llmtap_span("httpx2", httpx2.MockTransport(canned)), tel.provider)
         floor = FloorTransport("httpx2", httpx2.MockTransport(canned), work=work)
         bounded = openai_client(httpx2.Client(transport=floor))
-        note = (
-            "lower bound, no llmtap: parse request and answer, the same span (SDK, batch, "
-            "null exporter) and Prometheus work as llmtap, nothing else; calls only"
-        )
-        return _interleaved({"plain": plain, "x": bounded}, plans, {}, f"{note}; interleaved")
+        note = "llmtap: cache off, spans (SDK, batch, null exporter) + Prometheus metrics"
+        sdks = {"plain": plain, "x": tapped}
+        timed = _timed(sdks, plans, {}, calls_only={"lb": bounded})
+        tel.shutdown()
+        return _summary(timed, paired=True, note=f"{note}; interleaved")
     from importlib.metadata import version
 
     from opentelemetry.sdk.metrics import MeterProvider
@@ -231,8 +254,15 @@ def _child(name: str, rounds: int, calls: int) -> dict[str, Any]:
     return _summary(merged, paired=False, note=f"{note}; bare then instrumented")
 
 
-def _timed(sdks: dict[str, Any], plans: Any, hooks: dict[str, Any]) -> dict[str, Any]:
-    """Samples per variant: ``calls``, ``streams`` and each stream's time to first chunk."""
+def _timed(
+    sdks: dict[str, Any],
+    plans: Any,
+    hooks: dict[str, Any],
+    calls_only: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Samples per variant: ``calls``, ``streams`` and each stream's time to first chunk.
+    ``calls_only`` variants join the calls' comparison only (the lower bound forwards
+    streams untouched: there is nothing of its to time there)."""
     import time
 
     from bench._fixtures import STREAM_CHUNKS, chat_body
@@ -264,7 +294,9 @@ def _timed(sdks: dict[str, Any], plans: Any, hooks: dict[str, Any]) -> dict[str,
 
     call_plan, stream_plan = plans
     return {
-        "calls": compare({k: calls(v) for k, v in sdks.items()}, call_plan, hooks),
+        "calls": compare(
+            {k: calls(v) for k, v in {**sdks, **(calls_only or {})}.items()}, call_plan, hooks
+        ),
         "streams": compare({k: streams(v, k) for k, v in sdks.items()}, stream_plan, hooks),
         "first": first,
     }
@@ -281,15 +313,19 @@ def _summary(timed: dict[str, Any], paired: bool, note: str) -> dict[str, Any]:
     from bench._fixtures import STREAM_CHUNKS
     from bench._harness import ratio
 
-    def rel(part: str) -> float:
+    def rel(part: str, variant: str = "x") -> float:
         samples = timed[part]
         if paired:
-            return ratio(samples, "x", "plain")
-        return float(samples["x"].median_us / samples["plain"].median_us)
+            return ratio(samples, variant, "plain")
+        return float(samples[variant].median_us / samples["plain"].median_us)
 
     calls, streams, first = timed["calls"], timed["streams"], timed["first"]
     per_chunk = STREAM_CHUNKS + 2
+    lower = {}
+    if "lb" in calls:
+        lower = {"lb_ratio": rel("calls", "lb"), "lb_us": calls["lb"].median_us}
     return {
+        **lower,
         "ratio": rel("calls"),
         "variant_us": calls["x"].median_us,
         "baseline_us": calls["plain"].median_us,

@@ -8,14 +8,18 @@ Two kinds, each measured in the same run as the rows it bounds:
   llmtap emitted for this request) and the same metric operations on a private
   registry. ``llmtap_tel_on`` over this row is llmtap's own share.
 - :class:`FloorTransport`: the least a transport can do and still cache or
-  observe a chat call. It parses the request body (to key it and name the
-  model), hashes it, reads ``diskcache`` directly and answers with the raw
-  stored body; or it forwards the call, reads the answer and parses it (to find
-  its usage), with the telemetry floor's span and metrics around it when asked.
-  It keeps none of the promises llmtap makes (no headers stripped or labelled,
-  no streams, no entry format, no validation, no single flight, no failing
-  open), so it is a lower bound, not a competitor: when it misses a target on
-  this machine, no transport built on these libraries can meet that target here.
+  observe a chat call the way API.md defines it. It parses the request body and
+  hashes it re-dumped with sorted keys, because the key is the canonical request
+  (key order and whitespace must not split a key, and ``cache_when="seeded"``
+  reads the seed; a hash of the raw bytes would be cheaper but is not that
+  cache). It reads ``diskcache`` directly and answers with the raw stored body;
+  or it forwards the call, reads the answer and parses it (to find its usage),
+  with the telemetry floor's span and metrics around it when asked. It keeps
+  none of the other promises llmtap makes (no headers stripped or labelled, no
+  streams, no entry format, no validation, no single flight, no failing open),
+  so it is a lower bound, not a competitor: when it misses a target on this
+  machine, no transport that keys on the canonical request and is built on these
+  libraries can meet that target here.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from bench._fixtures import chat_body, lib, sdk_tracer_provider, tap
+from bench._fixtures import chat_body, lib, tap
 
 # Set at span start (what a sampler may read); the rest go in at the end, as llmtap does.
 _START = ("gen_ai.operation.name", "gen_ai.provider.name", "server.address", "server.port")
@@ -45,21 +49,30 @@ def llmtap_span(lib_name: str, inner: Any, cache: Any = None) -> Any:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     mod = lib(lib_name)
     transport = tap(lib_name, inner, cache=cache, tracer_provider=provider, metrics=None)
+    calls = 1 if cache is None else 2
     with mod.Client(transport=transport, base_url="http://fake/v1") as client:
-        for _ in range(1 if cache is None else 2):
+        for _ in range(calls):
             client.post("/chat/completions", json=chat_body()).read()
-    return exporter.get_finished_spans()[-1]
+    spans = exporter.get_finished_spans()
+    assert len(spans) == calls, f"expected one span per call, got {len(spans)}"
+    span = spans[-1]
+    hit = span.attributes.get("llmtap.cache.result") == "hit"
+    assert hit == (cache is not None), dict(span.attributes)
+    return span
 
 
 class SpanWork:
-    """llmtap's span and Prometheus work for one call, done with no llmtap code."""
+    """llmtap's span and Prometheus work for one call, done with no llmtap code.
 
-    def __init__(self, span: Any) -> None:
+    ``provider`` should be the one llmtap's rows use in the same run, so both feed the
+    same batch processor and exporter thread."""
+
+    def __init__(self, span: Any, provider: Any) -> None:
         from prometheus_client import CollectorRegistry
 
         import llmtap
 
-        self.tracer = sdk_tracer_provider().get_tracer("floor")
+        self.tracer = provider.get_tracer("floor")
         self.name = span.name
         self.start = {k: v for k, v in span.attributes.items() if k in _START or "request" in k}
         self.end_attrs = {k: v for k, v in span.attributes.items() if k not in self.start}
@@ -100,9 +113,9 @@ class SpanWork:
         span.end()
 
 
-def floor_block(client: Any, span: Any) -> Any:
+def floor_block(client: Any, span: Any, provider: Any) -> Any:
     """A block of plain calls, each wrapped in the same span and metric work as llmtap's."""
-    work = SpanWork(span)
+    work = SpanWork(span, provider)
     body = chat_body()
 
     def run(n: int) -> None:

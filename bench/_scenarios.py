@@ -28,6 +28,11 @@ SDK_TARGET = 1.07
 STREAM_TARGET = 1.02
 CONNECTIONS = 200
 AA = "plain again (A/A)"
+METER = "llmtap_tel_on+meter_provider"
+METER_NOTE = (
+    "tel_on plus meter_provider= (OTel SDK metrics, in-memory reader): the semconv "
+    "time_per_output_chunk takes one record() per chunk, at the end of the stream"
+)
 FLOOR = "telemetry floor (no llmtap)"
 AA_NOTE = "noise floor: identical work, so any distance from 1.000x is noise"
 LOWER = "lower bound: parse + span + metrics (no llmtap)"
@@ -110,7 +115,7 @@ def passthrough(rep: Report, plan: Plan, loop_plan: Plan, tel: Telemetry) -> Non
         blocks = {k: _post_block(c) for k, c in clients.items()}
         if tel.on is not None:
             span = llmtap_span(name, mod.MockTransport(canned))
-            blocks[FLOOR] = floor_block(clients["plain"], span)
+            blocks[FLOOR] = floor_block(clients["plain"], span, tel.provider)
         samples = compare(blocks, plan)
         _rows(rep, "passthrough", name, samples, "plain", targets, tel, "MockTransport (floor)")
         if FLOOR in samples:
@@ -134,7 +139,7 @@ def passthrough(rep: Report, plan: Plan, loop_plan: Plan, tel: Telemetry) -> Non
             base = "http://fake/v1" if where.startswith("Mock") else url
             transports = _variants("httpx2", make, tel)
             if tel.on is not None:
-                work = SpanWork(llmtap_span("httpx2", httpx2.MockTransport(canned)))
+                work = SpanWork(llmtap_span("httpx2", httpx2.MockTransport(canned)), tel.provider)
                 transports[LOWER] = FloorTransport("httpx2", make(), work=work)
             sdks = {
                 k: openai_client(httpx2.Client(transport=t), base) for k, t in transports.items()
@@ -153,6 +158,13 @@ def streaming(rep: Report, plan: Plan, tel: Telemetry) -> None:
 
     canned = Canned()
     transports = _variants("httpx2", lambda: httpx2.MockTransport(canned), tel)
+    if tel.on is not None:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        meter = MeterProvider([InMemoryMetricReader()])
+        mock = httpx2.MockTransport(canned)
+        transports[METER] = tap("httpx2", mock, meter_provider=meter, **tel.on)
     sdks = {k: openai_client(httpx2.Client(transport=t)) for k, t in transports.items()}
     body = chat_body(stream=True, stream_options={"include_usage": True})
     first: dict[str, list[float]] = {k: [] for k in sdks}
@@ -173,7 +185,7 @@ def streaming(rep: Report, plan: Plan, tel: Telemetry) -> None:
 
     samples = compare({k: block(s, k) for k, s in sdks.items()}, plan)
     per_chunk = {k: s.median_us / (STREAM_CHUNKS + 2) for k, s in samples.items()}
-    for name in ("llmtap_tel_off", "llmtap_tel_on", AA):
+    for name in ("llmtap_tel_off", "llmtap_tel_on", METER, AA):
         if name not in samples:
             rep.na("streaming", "httpx2", name, tel.why_not)
             continue
@@ -186,8 +198,10 @@ def streaming(rep: Report, plan: Plan, tel: Telemetry) -> None:
                 ratio(samples, name, "plain"),
                 variant_us=per_chunk[name],
                 baseline_us=per_chunk["plain"],
-                target=None if name == AA else STREAM_TARGET,
-                note=AA_NOTE if name == AA else "openai SDK, 200-chunk SSE, MockTransport",
+                target=None if name in (AA, METER) else STREAM_TARGET,
+                note={AA: AA_NOTE, METER: METER_NOTE}.get(
+                    name, "openai SDK, 200-chunk SSE, MockTransport"
+                ),
             )
         )
         if name == AA:
