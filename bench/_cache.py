@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._fixtures import LIBS, Canned, Telemetry, chat_body, lib, tap
-from bench._floor import FloorTransport, SpanWork, llmtap_span
+from bench._floor import FloorTransport, SpanWork
 from bench._harness import Plan, compare
 from bench._report import Report, ratio_row
 
@@ -182,7 +182,7 @@ def _lower_bounds(
     store = diskcache.Cache(str(tmp / f"floor-{name}"))
     variants = {LOWER_OFF: None}
     if tel.on is not None:
-        variants[LOWER_ON] = SpanWork(llmtap_span(name, mock(), cache=MemoryCache()), tel.provider)
+        variants[LOWER_ON] = SpanWork.like_llmtap(name, mock(), tel.provider, cache=MemoryCache())
     for variant, work in variants.items():
         c = client(FloorTransport(name, mock(), store=store, work=work))
         c.post("/chat/completions", json=chat_body()).read()  # store it

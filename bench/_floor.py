@@ -112,6 +112,11 @@ class SpanWork:
             self.finish.inc()
         span.end()
 
+    @classmethod
+    def like_llmtap(cls, lib_name: str, inner: Any, provider: Any, cache: Any = None) -> SpanWork:
+        """The work for the span llmtap emits over ``inner`` (a hit's with ``cache``)."""
+        return cls(llmtap_span(lib_name, inner, cache=cache), provider)
+
 
 def floor_block(client: Any, span: Any, provider: Any) -> Any:
     """A block of plain calls, each wrapped in the same span and metric work as llmtap's."""

@@ -139,7 +139,7 @@ def passthrough(rep: Report, plan: Plan, loop_plan: Plan, tel: Telemetry) -> Non
             base = "http://fake/v1" if where.startswith("Mock") else url
             transports = _variants("httpx2", make, tel)
             if tel.on is not None:
-                work = SpanWork(llmtap_span("httpx2", httpx2.MockTransport(canned)), tel.provider)
+                work = SpanWork.like_llmtap("httpx2", httpx2.MockTransport(canned), tel.provider)
                 transports[LOWER] = FloorTransport("httpx2", make(), work=work)
             sdks = {
                 k: openai_client(httpx2.Client(transport=t), base) for k, t in transports.items()
